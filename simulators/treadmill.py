@@ -1,0 +1,322 @@
+"""VirtualTreadmill: one simulated device on the virtual radio (model + GATT server + timers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import ClassVar
+
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+
+from simulators import radio
+from simulators.backend import SimulatedBleakClient, SimulatedBleakScanner
+from simulators.faults import Fault, FaultKind, parse_fault
+from simulators.gatt import CharacteristicSpec, Event, FtmsServer, LinkDropped
+from simulators.model import TreadmillModel
+from simulators.profiles import Profile, get_profile
+from treadmill import ftms
+
+_serials = itertools.count(1)
+
+
+def _next_address() -> str:
+    # 0xF2 = 0b11110010: locally administered unicast (IEEE) and a BLE random static address
+    # (top two bits 11), so it can never be a real device's public address.
+    n = next(_serials)
+    return "F2:0D:" + ":".join(f"{b:02X}" for b in n.to_bytes(4, "big"))
+
+
+def _now() -> float:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return 0.0  # created outside a loop: the model's clock starts at the first event
+
+
+class VirtualTreadmill:
+    """A simulated FTMS treadmill, reachable through `client_backend` / `scanner_backend`.
+
+        sim = VirtualTreadmill("home", faults=["safety-key@60"])
+        async with BleakClient(sim.ble_device, backend=sim.client_backend) as client: ...
+        devices = await BleakScanner.discover(backend=sim.scanner_backend)
+
+    The clock is `asyncio.get_running_loop().time()`: simulated under VirtualTimeLoop, real
+    otherwise. Telemetry runs as one asyncio task per connection while Treadmill Data
+    notifications are enabled; it is cancelled on disconnect and close(). A disconnect does not
+    stop the belt (real consoles keep running; control simply goes back to the console).
+    """
+
+    client_backend: ClassVar[type[SimulatedBleakClient]] = SimulatedBleakClient
+    scanner_backend: ClassVar[type[SimulatedBleakScanner]] = SimulatedBleakScanner
+
+    def __init__(
+        self,
+        profile: str | Profile = "home",
+        *,
+        name: str | None = None,
+        address: str | None = None,
+        notify_hz: float | None = None,
+        faults: Iterable[Fault | str] = (),
+        rssi: int = -60,
+    ) -> None:
+        base = profile if isinstance(profile, Profile) else get_profile(profile)
+        self.profile = base if notify_hz is None else replace(base, notify_hz=notify_hz)
+        self.address = (address or _next_address()).upper()
+        self.name = name or f"SIM Treadmill {self.profile.name}"
+        self.rssi = rssi
+        self.faults = tuple(parse_fault(f) if isinstance(f, str) else f for f in faults)
+        self._model = TreadmillModel(self.profile, _now())
+        serial = "SIM" + self.address.replace(":", "")
+        self.server = FtmsServer(self.profile, self._model, serial=serial, faults=self.faults)
+        self.ble_device = BLEDevice(self.address, self.name, self)
+        self._central: radio.Central | None = None
+        self._link_id = 0  # deliveries scheduled for an earlier connection are dropped
+        self._telemetry: asyncio.Task[None] | None = None
+        self._deliveries: set[asyncio.TimerHandle] = set()
+        self._fault_timers: list[asyncio.TimerHandle] = []
+        self._off_air_until = 0.0
+        self._closed = False
+        self._background: set[asyncio.Task[None]] = set()
+        radio.register(self)
+
+    def __repr__(self) -> str:
+        return f"<VirtualTreadmill {self.profile.name} {self.address}>"
+
+    # ---- for tests and tools -------------------------------------------------------------
+
+    @property
+    def model(self) -> TreadmillModel:
+        """The belt, brought up to the current time (so assertions see the present)."""
+        self._model.advance_to(_now())
+        return self._model
+
+    @property
+    def control_log(self) -> list[tuple[float, bytes]]:
+        """Every control point write that reached the device: (loop time, bytes)."""
+        return self.server.control_log
+
+    @property
+    def connected(self) -> bool:
+        return self._central is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def advertising(self) -> bool:
+        return not self._closed and self._central is None and _now() >= self._off_air_until
+
+    @property
+    def att_latency_s(self) -> float:
+        return self.profile.att_latency_s
+
+    def advertisement(self) -> tuple[BLEDevice, AdvertisementData]:
+        adv = AdvertisementData(
+            local_name=self.name,
+            manufacturer_data={},
+            service_data={ftms.FTMS_SERVICE: ftms.encode_ftms_service_data()},
+            service_uuids=[ftms.FTMS_SERVICE],
+            tx_power=None,
+            rssi=self.rssi,
+            platform_data=(),
+        )
+        return self.ble_device, adv
+
+    def inject(
+        self, kind: FaultKind | str, *, value: float | None = None, duration: float | None = None
+    ) -> Fault:
+        """Make a fault happen right now (as if scripted for this moment); returns it."""
+        now = _now()
+        if self.server.fault_origin is None:
+            self.server.fault_origin = now
+        fault = Fault(FaultKind(kind), now - self.server.fault_origin, duration, value)
+        self.server.add_fault(fault)
+        self._fire(fault)
+        self._schedule(fault, start=False)
+        return fault
+
+    def console_start(self) -> None:
+        """Someone presses START on the console (no control needed, as on a real machine)."""
+        self._dispatch(self.server.console_start(_now()))
+
+    def console_set_speed(self, kmh: float) -> None:
+        """Someone uses the console's speed keys."""
+        self._dispatch(self.server.console_set_speed(_now(), kmh))
+
+    def start_demo_walker(self, speeds: Sequence[float] = (2.0, 3.0, 4.0, 3.0),
+                          every_s: float = 4.0) -> asyncio.Task[None]:
+        """A simulated person who starts the belt at the console and changes its speed every
+        few seconds, so a read-only view (`treadmill status --simulate`) has something to show.
+        The task ends when the simulator is closed."""
+
+        async def walk() -> None:
+            await asyncio.sleep(0.5)
+            self.console_start()
+            while not self._closed:
+                for kmh in speeds:
+                    await asyncio.sleep(every_s)
+                    if self._closed:
+                        return
+                    self.console_set_speed(kmh)
+
+        task = asyncio.get_running_loop().create_task(walk(), name="demo-walker")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    def close(self) -> None:
+        """Power off: drop any connection (unsolicited), stop every timer, leave the radio."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._background:
+            task.cancel()
+        for timer in self._fault_timers:
+            timer.cancel()
+        self._fault_timers.clear()
+        self._drop_link()
+        radio.unregister(self)
+
+    # ---- faults --------------------------------------------------------------------------
+
+    def _schedule(self, fault: Fault, *, start: bool = True) -> None:
+        origin = self.server.fault_origin
+        assert origin is not None
+        loop = asyncio.get_running_loop()
+        if start:
+            self._fault_timers.append(loop.call_at(origin + fault.at, self._fire, fault))
+        if fault.end is not None:
+            self._fault_timers.append(loop.call_at(origin + fault.end, self._expire, fault))
+
+    def _fire(self, fault: Fault) -> None:
+        now = _now()
+        if fault.kind is FaultKind.DISCONNECT and fault.duration is not None:
+            self._off_air_until = now + fault.duration
+        self._dispatch(self.server.apply(fault, now))
+
+    def _expire(self, fault: Fault) -> None:
+        self._dispatch(self.server.expire(fault, _now()))
+
+    # ---- link API (simulators/radio.py Peripheral) ---------------------------------------
+
+    def gatt_table(self) -> Sequence[CharacteristicSpec]:
+        return self.server.table
+
+    def link_attach(self, central: radio.Central) -> None:
+        if not self.advertising:
+            raise RuntimeError(f"{self} is not connectable now")
+        self._central = central
+        self._link_id += 1
+        if self.server.on_connect(_now()):
+            for fault in self.faults:
+                self._schedule(fault)
+
+    def link_detach(self, central: radio.Central) -> list[asyncio.Task[None]]:
+        """The central disconnected; returns the tasks being cancelled (to await)."""
+        if central is not self._central:
+            return []
+        return self._end_link()
+
+    def link_read(self, uuid: str) -> bytes:
+        return self.server.read(uuid, _now())
+
+    def link_write(self, uuid: str, data: bytes) -> None:
+        events = self.server.write(uuid, data, _now())
+        if not self.profile.indicate_before_write_returns:
+            # Hold answers until just after the write response is back at the client.
+            late = self.profile.att_latency_s + 0.001
+            events = [
+                replace(e, delay=e.delay + late)
+                if not isinstance(e, LinkDropped) and e.uuid == ftms.CONTROL_POINT
+                else e
+                for e in events
+            ]
+        self._dispatch(events)
+
+    def link_cccd(self, uuid: str) -> int:
+        return self.server.cccd(uuid)
+
+    def link_set_cccd(self, uuid: str, value: int) -> None:
+        self.server.set_cccd(uuid, value)
+        if uuid != ftms.TREADMILL_DATA:
+            return
+        if value and self._telemetry is None:
+            name = f"telemetry {self.address}"
+            self._telemetry = asyncio.get_running_loop().create_task(
+                self._run_telemetry(self._link_id), name=name
+            )
+        elif not value:
+            self._cancel_telemetry()
+
+    # ---- delivery ------------------------------------------------------------------------
+
+    async def _run_telemetry(self, link_id: int) -> None:
+        loop = asyncio.get_running_loop()
+        period = 1.0 / self.profile.notify_hz
+        due = loop.time() + period
+        while True:
+            await asyncio.sleep(due - loop.time())
+            now = loop.time()
+            self._dispatch(self.server.telemetry(now), link_id)
+            due += period
+            if due < now:  # fell behind (real-time loop under load): skip, don't burst
+                due = now + period
+
+    def _dispatch(self, events: list[Event], link_id: int | None = None) -> None:
+        if not events or self._central is None:
+            return
+        link_id = self._link_id if link_id is None else link_id
+        loop = asyncio.get_running_loop()
+        for event in events:
+            if isinstance(event, LinkDropped):
+                self._drop_link()
+                return
+            if event.delay > 0:
+                self._deliver_later(loop, event.delay, link_id, event.uuid, event.data)
+            else:
+                loop.call_soon(self._deliver, link_id, event.uuid, event.data)
+
+    def _deliver_later(
+        self, loop: asyncio.AbstractEventLoop, delay: float, link_id: int, uuid: str, data: bytes
+    ) -> None:
+        def fire() -> None:
+            self._deliveries.discard(handle)
+            self._deliver(link_id, uuid, data)
+
+        handle = loop.call_at(loop.time() + delay, fire)
+        self._deliveries.add(handle)
+
+    def _deliver(self, link_id: int, uuid: str, data: bytes) -> None:
+        if link_id == self._link_id and self._central is not None:
+            self._central.link_deliver(uuid, data)
+
+    def _cancel_telemetry(self) -> list[asyncio.Task[None]]:
+        task, self._telemetry = self._telemetry, None
+        if task is None or task.done():
+            return []
+        with contextlib.suppress(RuntimeError):  # its loop may already be closed
+            task.cancel()
+        return [task]
+
+    def _end_link(self) -> list[asyncio.Task[None]]:
+        self._central = None
+        self._link_id += 1
+        for handle in self._deliveries:
+            handle.cancel()
+        self._deliveries.clear()
+        self.server.on_disconnect(_now())
+        return self._cancel_telemetry()
+
+    def _drop_link(self) -> None:
+        """Unsolicited disconnect: the central hears about it."""
+        central = self._central
+        if central is None:
+            return
+        self._end_link()
+        with contextlib.suppress(RuntimeError):  # no running loop to schedule the callback
+            central.link_lost()

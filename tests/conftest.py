@@ -1,0 +1,59 @@
+"""Shared test setup: async tests run on simulated time; simulators are closed after each test."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import pytest
+
+from simulators.treadmill import VirtualTreadmill
+from simulators.virtual_time import VirtualTimeLoop
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "real_time: run this async test on a stock asyncio loop instead of virtual time"
+    )
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The event loop each async test (and its async fixtures) runs on.
+
+    pytest-asyncio 1.5's supported way to choose loops (overriding the `event_loop_policy`
+    fixture is deprecated). Every async test gets `VirtualTimeLoop`, so `asyncio.sleep(1800)`
+    costs no wall time and no test sleeps for real. A test that needs the wall clock (a real
+    subprocess, a UI that polls from threads) opts out with `@pytest.mark.real_time`.
+    Synchronous code can use `simulators.virtual_time.run_virtual(coro)` instead.
+    """
+    if item.get_closest_marker("real_time") is not None:
+        return {"real_time": asyncio.new_event_loop}
+    return {"virtual_time": VirtualTimeLoop}
+
+
+type SimFactory = Callable[..., VirtualTreadmill]
+
+
+@pytest.fixture
+async def make_sim() -> AsyncIterator[SimFactory]:
+    """`make_sim(profile="home", **kwargs)` -> a VirtualTreadmill closed at teardown."""
+    sims: list[VirtualTreadmill] = []
+
+    def make(profile: Any = "home", **kwargs: Any) -> VirtualTreadmill:
+        sim = VirtualTreadmill(profile, **kwargs)
+        sims.append(sim)
+        return sim
+
+    yield make
+    for sim in sims:
+        sim.close()
+    await asyncio.sleep(0)  # let cancelled telemetry tasks finish on this loop
+
+
+@pytest.fixture
+async def sim(make_sim: SimFactory) -> VirtualTreadmill:
+    """A home treadmill."""
+    return make_sim("home")
