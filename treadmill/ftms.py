@@ -270,7 +270,7 @@ def decode_treadmill_data(data: bytes | bytearray) -> TreadmillData:
                 continue
             values[f.name] = raw if _is_integer_scale(f.scale) else round(raw * f.scale, 2)
     trailing = data[pos:]
-    if trailing:
+    if trailing or flags & ~_KNOWN_FLAGS:  # leftovers, or reserved flag bits 13-15 set
         malformed = True
     return TreadmillData(
         **values,  # type: ignore[arg-type]
