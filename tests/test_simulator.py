@@ -12,7 +12,7 @@ from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError
 
 from simulators import radio
-from simulators.probe import Probe
+from sim_probe import Probe
 from simulators.profiles import Profile, get_profile, profile_names
 from simulators.treadmill import VirtualTreadmill
 from simulators.virtual_time import VirtualTimeLoop

@@ -11,7 +11,7 @@ from bleak.exc import BleakGATTProtocolError
 
 from simulators.faults import Fault, FaultKind, parse_fault
 from simulators.gatt import LONG_PACKET_TAIL
-from simulators.probe import Probe
+from sim_probe import Probe
 from treadmill import ftms
 from treadmill.ftms import MachineStatusOp, ResultCode, TrainingStatusCode
 

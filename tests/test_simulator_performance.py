@@ -7,7 +7,7 @@ import time
 
 from bleak.backends.characteristic import BleakGATTCharacteristic
 
-from simulators.probe import Probe
+from sim_probe import Probe
 from treadmill import ftms
 
 

@@ -8,7 +8,7 @@ import itertools
 import pytest
 from bleak.exc import BleakError
 
-from simulators.probe import Probe
+from sim_probe import Probe
 from treadmill import ftms
 from treadmill.ftms import MachineFeature, MachineStatusOp, ResultCode, TargetFeature
 

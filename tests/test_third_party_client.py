@@ -14,7 +14,7 @@ from pyftms.client.properties import MachineType, SettingRange, read_device_info
 from pyftms.models import MachineStatusCode, MachineStatusModel, TreadmillData
 from pyftms.serializer import get_serializer
 
-from simulators.probe import Probe
+from sim_probe import Probe
 from simulators.treadmill import VirtualTreadmill
 from treadmill import ftms
 
