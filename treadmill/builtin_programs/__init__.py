@@ -1,0 +1,1 @@
+"""Built-in programs, one TOML file each (the same format as user programs)."""

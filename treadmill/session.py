@@ -1,0 +1,440 @@
+"""The session runner: executes a program through the safety governor against an FTMS client.
+
+All IO of a session lives here, around the pure governor: client events and clock ticks go
+in, approved commands go out to the client, and everything that happens comes out as
+`SessionEvent`s (for the headless printer, the TUI, tests). Nothing here decides what is
+safe: every request goes to the governor, and only its `ApprovedCommand`s reach the client.
+Whatever way the session ends (program done, alarm, exception, cancellation, signal), the
+last thing it does while the link is up is make sure a Stop was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from safety import (
+    Alarm,
+    ApprovedCommand,
+    CommandAccepted,
+    CommandFailed,
+    ConfirmTurned,
+    EmergencyStop,
+    Ended,
+    EndReason,
+    EndSession,
+    Governor,
+    LinkLost,
+    MachineLimits,
+    MachineStatus,
+    Notice,
+    Orientation,
+    OrientationChanged,
+    Pause,
+    PauseCmd,
+    Refused,
+    Resume,
+    SafetyConfig,
+    SetIncline,
+    SetSpeed,
+    SetTargetIncline,
+    SetTargetSpeed,
+    Start,
+    StopCmd,
+    Telemetry,
+    Tick,
+    TurnAround,
+    TurnAroundReady,
+)
+from treadmill.client import FtmsClient
+from treadmill.errors import NotConnected, TreadmillError
+from treadmill.events import LinkLost as ClientLinkLost
+from treadmill.events import StatusEvent, TelemetrySample
+from treadmill.programs import Program, TurnAroundItem, WalkItem, plan, validate
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.1
+COUNTDOWN_S = (10.0, 3.0)  # cues this long before every change
+STOP_ON_EXIT_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """Something that happened in a session, at session time `t` (seconds since start)."""
+
+    t: float
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"t": round(self.t, 2), "type": self.type, **self.data}
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    reason: EndReason
+    message: str
+    duration_s: float
+    distance_m: int | None
+    backward_s: float
+
+
+def machine_limits(client: FtmsClient) -> MachineLimits:
+    """The governor's view of the machine, from what it reported when we connected."""
+    info = client.info
+    if info is None or info.speed_range is None:
+        raise TreadmillError(
+            "this treadmill does not report its speed range, so it can't be driven safely: "
+            "use its console"
+        )
+    speed = info.speed_range
+    incline = info.incline_range
+    return MachineLimits(
+        speed_min_kmh=speed.minimum,
+        speed_max_kmh=speed.maximum,
+        speed_step_kmh=speed.step or 0.1,
+        incline_min_pct=incline.minimum if incline else 0.0,
+        incline_max_pct=incline.maximum if incline else 0.0,
+        incline_step_pct=(incline.step or 0.5) if incline else 0.5,
+        incline_supported=info.can_set_incline,
+    )
+
+
+Confirmer = Callable[[Orientation], Awaitable[None]]
+
+
+class SessionRunner:
+    """Runs one program on one connected client. Keys and remote requests go through
+    `submit()`; `emergency_stop()` is the fast path and never waits for anything."""
+
+    def __init__(
+        self,
+        client: FtmsClient,
+        program: Program,
+        *,
+        config: SafetyConfig | None = None,
+        confirm: Confirmer | None = None,
+        on_event: Callable[[SessionEvent], None] | None = None,
+        tick_s: float = TICK_S,
+    ) -> None:
+        self.client = client
+        self.program = program
+        self.config = config or SafetyConfig()
+        self._confirm = confirm
+        self._on_event = on_event or (lambda event: None)
+        self._tick_s = tick_s
+        self.governor: Governor | None = None
+        self._t0 = 0.0
+        self._queue: asyncio.Queue[ApprovedCommand] = asyncio.Queue()
+        self._ended: asyncio.Future[Ended] | None = None
+        self._turn_ready: asyncio.Event = asyncio.Event()
+        self._turned: asyncio.Event = asyncio.Event()
+        self._confirm_requested = asyncio.Event()
+        self._stop_tasks: set[asyncio.Task[None]] = set()
+        self.last_sample: TelemetrySample | None = None
+        self.current_step: WalkItem | None = None
+        self.step_remaining_s = 0.0
+        self.elapsed_s = 0.0
+        self._finished = False
+
+    # ---- what the UI calls -----------------------------------------------------------------
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def session_time(self) -> float:
+        return self.now() - self._t0
+
+    def submit(self, make_request: Callable[[float], Any]) -> None:
+        """Hand a request (built for the current time) to the governor, e.g.
+        `runner.submit(lambda t: StepSpeed(t, +1))`."""
+        self._handle(make_request(self.now()))
+
+    def emergency_stop(self) -> None:
+        """Stop the belt now: the governor approves Stop at once and it is written straight
+        away, ahead of anything queued."""
+        self._handle(EmergencyStop(self.now()))
+
+    def confirm_turned(self) -> None:
+        """The person says they now face the other way."""
+        self._turned.set()
+
+    @property
+    def waiting_for_confirmation(self) -> bool:
+        return self._confirm_requested.is_set() and not self._turned.is_set()
+
+    # ---- the governor's in and out -----------------------------------------------------------
+
+    def _emit(self, type_: str, **data: Any) -> None:
+        if self._finished and type_ in ("telemetry", "status"):
+            return  # "ended" is the last word; commands after it (a late Stop) still show
+        self._on_event(SessionEvent(self.session_time(), type_, data))
+
+    def _handle(self, event: Any) -> None:
+        if self.governor is None:
+            raise TreadmillError("the session has not started")
+        for output in self.governor.handle(event):
+            self._dispatch(output)
+
+    def _dispatch(self, output: ApprovedCommand | Notice) -> None:
+        if isinstance(output, ApprovedCommand):
+            self._emit("command", **describe_command(output))
+            if isinstance(output.command, StopCmd):
+                # The fast path: written now, not behind queued commands.
+                task = asyncio.get_running_loop().create_task(self._execute(output))
+                self._stop_tasks.add(task)
+                task.add_done_callback(self._stop_tasks.discard)
+            else:
+                self._queue.put_nowait(output)
+            return
+        match output:
+            case Refused(reason=reason):
+                self._emit("refused", reason=reason)
+            case Alarm(kind=kind, message=message):
+                self._emit("alarm", kind=str(kind), message=message)
+            case TurnAroundReady(to=to):
+                self._turn_ready.set()
+                self._emit("turn_around_ready", to=str(to))
+            case OrientationChanged(orientation=orientation):
+                self._emit("orientation", orientation=str(orientation))
+            case Ended(reason=reason, message=message):
+                self._emit("ended", reason=str(reason), message=message)
+                self._finished = True
+                if self._ended is not None and not self._ended.done():
+                    self._ended.set_result(output)
+            case _:
+                self._emit("notice", text=str(output))
+
+    async def _execute(self, approved: ApprovedCommand) -> None:
+        try:
+            await self.client.execute(approved)
+        except (TreadmillError, OSError) as exc:
+            if self.governor is None:
+                return
+            self._emit("command_failed", op=describe_command(approved)["op"], error=str(exc))
+            if isinstance(exc, NotConnected):
+                return  # the link-lost event ends the session
+            self._handle(CommandFailed(self.now(), approved.command, str(exc)))
+            return
+        except Exception as exc:  # a bleak/backend error we did not foresee
+            log.exception("command failed")
+            self._handle(CommandFailed(self.now(), approved.command, repr(exc)))
+            return
+        if self.governor is not None:
+            self._handle(CommandAccepted(self.now(), approved.command))
+
+    async def _command_worker(self) -> None:
+        while True:
+            approved = await self._queue.get()
+            await self._execute(approved)
+
+    async def _pump_client_events(self) -> None:
+        async for event in self.client.events():
+            match event:
+                case TelemetrySample():
+                    self.last_sample = event
+                    self._handle(Telemetry(event.t, event.speed_kmh, event.incline_pct,
+                                           event.heart_rate_bpm))
+                    assert self.governor is not None
+                    self._emit(
+                        "telemetry",
+                        speed_kmh=event.speed_kmh,
+                        incline_pct=event.incline_pct
+                        if event.incline_pct is not None
+                        else self.governor.commanded_incline_pct,
+                        incline_reported=event.incline_pct is not None,
+                        distance_m=event.distance_m,
+                        heart_rate_bpm=event.heart_rate_bpm,
+                        orientation=str(self.governor.orientation),
+                    )
+                case StatusEvent():
+                    self._emit("status", kind=str(event.kind), code=event.code, value=event.value)
+                    self._handle(MachineStatus(event.t, event.kind, event.value))
+                case ClientLinkLost():
+                    self._emit("link_lost", reason=event.reason)
+                    self._handle(LinkLost(event.t))
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_s)
+            self._handle(Tick(self.now()))
+
+    # ---- the program ----------------------------------------------------------------------
+
+    async def _wait_running_time(self, seconds: float, countdown_to: str | None) -> None:
+        """Let `seconds` of walking pass (paused time does not count), with countdown cues."""
+        remaining = seconds
+        cues = [c for c in COUNTDOWN_S if c < seconds]
+        last = self.now()
+        while remaining > 1e-9:
+            await asyncio.sleep(min(self._tick_s, remaining))
+            now = self.now()
+            assert self.governor is not None
+            if str(self.governor.state) != "paused":
+                remaining -= now - last
+            last = now
+            self.step_remaining_s = max(0.0, remaining)
+            while cues and remaining <= cues[0] and countdown_to:
+                self._emit("cue", text=f"{countdown_to} in {cues[0]:g} s",
+                           countdown_s=cues[0])
+                cues.pop(0)
+
+    async def _turn_around(self, to: Orientation) -> None:
+        self._turn_ready.clear()
+        self._turned.clear()
+        self._emit("turn_around", to=str(to),
+                   text=f"Slowing to a stop: you will turn to face {to}")
+        self._handle(TurnAround(self.now()))
+        await self._turn_ready.wait()
+        self._confirm_requested.set()
+        self._emit("confirm_needed", to=str(to),
+                   text=f"Belt stopped. Hold the rails, turn to face {to}, then confirm.")
+        if self._confirm is not None:
+            confirm_task = asyncio.ensure_future(self._confirm(to))
+            turned_task = asyncio.ensure_future(self._turned.wait())
+            done, pending = await asyncio.wait({confirm_task, turned_task},
+                                               return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            for task in done:
+                task.result()
+        else:
+            await self._turned.wait()
+        self._confirm_requested.clear()
+        self._emit("confirmed", orientation=str(to))
+        self._handle(ConfirmTurned(self.now()))
+
+    async def _run_program(self) -> None:
+        assert self.governor is not None
+        items = plan(self.program, start=self.governor.orientation)
+        for position, item in enumerate(items):
+            if isinstance(item, TurnAroundItem):
+                await self._turn_around(item.to)
+                continue
+            step = item.step
+            self.current_step = item
+            upcoming = items[position + 1] if position + 1 < len(items) else None
+            self._emit(
+                "step",
+                index=item.index,
+                of=len(self.program.steps),
+                orientation=str(step.orientation),
+                speed_kmh=step.speed_kmh,
+                incline_pct=step.incline_pct,
+                duration_s=step.duration_s,
+                cue=step.cue,
+            )
+            if str(self.governor.state) in ("idle", "stopped"):
+                self._handle(Start(self.now(), step.orientation))
+            self._handle(SetSpeed(self.now(), step.speed_kmh))
+            self._handle(SetIncline(self.now(), step.incline_pct))
+            await self._wait_running_time(step.duration_s, describe_next(upcoming))
+        self.current_step = None
+        self._emit("cue", text="Program complete: slowing to a stop")
+        self._handle(EndSession(self.now(), "program complete"))
+
+    # ---- the whole session ------------------------------------------------------------------
+
+    async def run(self) -> SessionResult:
+        """Run the program to its end (or the first reason to stop). Always leaves the belt
+        stopped, or says that the link is gone and the console must be used."""
+        limits = machine_limits(self.client)
+        validate(self.program, self.config, limits)
+        self.governor = Governor(limits, self.config, t0=self.now())
+        if self.program.backward_s > 0:
+            reason = self.governor.check_backward_possible()
+            if reason:
+                raise TreadmillError(reason)
+        loop = asyncio.get_running_loop()
+        self._t0 = loop.time()
+        self._ended = loop.create_future()
+        self._emit("started", program=self.program.name, title=self.program.title,
+                   device=self.client.info.name if self.client.info else self.client.address,
+                   minutes=round(self.program.duration_s / 60, 2))
+        tasks = [
+            loop.create_task(self._pump_client_events(), name="client-events"),
+            loop.create_task(self._ticker(), name="ticker"),
+            loop.create_task(self._command_worker(), name="commands"),
+        ]
+        program_task = loop.create_task(self._run_program(), name="program")
+        try:
+            await asyncio.wait({self._ended, program_task, *tasks},
+                               return_when=asyncio.FIRST_COMPLETED)
+            if program_task.done() and not program_task.cancelled():
+                program_task.result()  # surface an exception in the program itself
+                ended = await self._ended
+            elif self._ended.done():
+                ended = self._ended.result()
+            else:
+                for task in tasks:
+                    if task.done() and not task.cancelled() and task.exception():
+                        raise task.exception()  # type: ignore[misc]
+                self._handle(EndSession(self.now(), "the client event stream ended"))
+                ended = await self._ended
+        except BaseException as exc:
+            # Exceptions, Ctrl-C, SIGTERM (delivered as cancellation): stop the belt first.
+            await self._stop_on_exit(f"{type(exc).__name__}: {exc}" if not isinstance(
+                exc, asyncio.CancelledError) else "interrupted")
+            raise
+        finally:
+            program_task.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(program_task, *tasks, return_exceptions=True)
+        await self._drain_stops()
+        return SessionResult(
+            reason=ended.reason,
+            message=ended.message,
+            duration_s=self.session_time(),
+            distance_m=self.last_sample.distance_m if self.last_sample else None,
+            backward_s=self.governor.backward_total_s,
+        )
+
+    async def _drain_stops(self) -> None:
+        if self._stop_tasks:
+            await asyncio.wait(set(self._stop_tasks), timeout=STOP_ON_EXIT_TIMEOUT_S)
+
+    async def _stop_on_exit(self, why: str) -> None:
+        """Make sure a Stop is written before the process goes away."""
+        if self.governor is None:
+            return
+        log.warning("session aborted (%s): stopping the belt", why)
+        with contextlib.suppress(Exception):
+            self._handle(EmergencyStop(self.now()))
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._drain_stops())
+
+
+def describe_command(approved: ApprovedCommand) -> dict[str, Any]:
+    command = approved.command
+    match command:
+        case SetTargetSpeed(kmh=kmh):
+            return {"op": "set_target_speed", "value": kmh}
+        case SetTargetIncline(pct=pct):
+            return {"op": "set_target_incline", "value": pct}
+        case StopCmd():
+            return {"op": "stop", "value": None}
+        case PauseCmd():
+            return {"op": "pause", "value": None}
+    name = type(command).__name__
+    snake = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+    return {"op": snake, "value": None}
+
+
+def describe_next(item: TurnAroundItem | WalkItem | None) -> str | None:
+    match item:
+        case None:
+            return "Slowing to a stop"
+        case TurnAroundItem(to=to):
+            return f"Turning around to face {to}"
+        case WalkItem(step=step):
+            return f"Next: {step.orientation} at {step.speed_kmh:g} km/h"
+    return None
+
+
+__all__ = ["Pause", "Resume", "SessionEvent", "SessionResult", "SessionRunner"]
