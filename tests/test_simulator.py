@@ -10,9 +10,9 @@ import time
 import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError
+from sim_probe import Probe
 
 from simulators import radio
-from sim_probe import Probe
 from simulators.profiles import Profile, get_profile, profile_names
 from simulators.treadmill import VirtualTreadmill
 from simulators.virtual_time import VirtualTimeLoop

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakGATTProtocolError
+from sim_probe import Probe
 
 from simulators.faults import Fault, FaultKind, parse_fault
 from simulators.gatt import LONG_PACKET_TAIL
-from sim_probe import Probe
 from treadmill import ftms
 from treadmill.ftms import MachineStatusOp, ResultCode, TrainingStatusCode
 

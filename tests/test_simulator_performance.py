@@ -6,8 +6,8 @@ import asyncio
 import time
 
 from bleak.backends.characteristic import BleakGATTCharacteristic
-
 from sim_probe import Probe
+
 from treadmill import ftms
 
 

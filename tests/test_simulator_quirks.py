@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 from bleak.exc import BleakError
-
 from sim_probe import Probe
+
 from treadmill import ftms
 from treadmill.ftms import MachineFeature, MachineStatusOp, ResultCode, TargetFeature
 

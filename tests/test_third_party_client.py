@@ -13,8 +13,8 @@ from bleak.backends.device import BLEDevice
 from pyftms.client.properties import MachineType, SettingRange, read_device_info, read_features
 from pyftms.models import MachineStatusCode, MachineStatusModel, TreadmillData
 from pyftms.serializer import get_serializer
-
 from sim_probe import Probe
+
 from simulators.treadmill import VirtualTreadmill
 from treadmill import ftms
 

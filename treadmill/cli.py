@@ -127,7 +127,10 @@ def main(ctx: click.Context, debug: bool) -> None:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if ctx.invoked_subcommand is None:
-        ctx.invoke(status, simulate=True, seconds=10.0)
+        # No arguments: the TUI, on the paired treadmill or else the built-in simulator.
+        ctx.invoke(session, program_name=None, device=None, headless=False, as_json=False,
+                   auto_confirm=False, unlock_backward_incline=False, speedup="1",
+                   simulate=False, sim_profile="home", sim_faults=(), sim_notify_hz=None)
 
 
 # ---- scan ------------------------------------------------------------------------------------

@@ -24,13 +24,14 @@ class SimulatorOptions:
     notify_hz: float | None = None
 
 
-def make_simulator(options: SimulatorOptions) -> VirtualTreadmill:
+def make_simulator(options: SimulatorOptions, address: str | None = None) -> VirtualTreadmill:
     """A virtual treadmill from CLI-style options; bad names raise TreadmillError."""
     from simulators import VirtualTreadmill, parse_fault
 
     try:
         faults = [parse_fault(text) for text in options.faults]
-        return VirtualTreadmill(options.profile, faults=faults, notify_hz=options.notify_hz)
+        return VirtualTreadmill(options.profile, faults=faults, notify_hz=options.notify_hz,
+                                address=address)
     except ValueError as exc:
         raise TreadmillError(str(exc)) from exc
 

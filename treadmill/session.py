@@ -183,14 +183,15 @@ class SessionRunner:
 
     def _dispatch(self, output: ApprovedCommand | Notice) -> None:
         if isinstance(output, ApprovedCommand):
-            self._emit("command", **describe_command(output))
             if isinstance(output.command, StopCmd):
-                # The fast path: written now, not behind queued commands.
+                # The fast path: scheduled before anything else runs (even the event callback),
+                # written at once, not behind queued commands.
                 task = asyncio.get_running_loop().create_task(self._execute(output))
                 self._stop_tasks.add(task)
                 task.add_done_callback(self._stop_tasks.discard)
             else:
                 self._queue.put_nowait(output)
+            self._emit("command", **describe_command(output))
             return
         match output:
             case Refused(reason=reason):
@@ -318,6 +319,7 @@ class SessionRunner:
                 continue
             step = item.step
             self.current_step = item
+            self.step_remaining_s = step.duration_s
             upcoming = items[position + 1] if position + 1 < len(items) else None
             self._emit(
                 "step",

@@ -1,0 +1,56 @@
+"""The safety checklist (modal): before the first backward session of each app run, and
+whenever the person asks for it (? or F1). Enter acknowledges."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+CHECKLIST_ITEMS = (
+    "Clip the safety key to your clothing.",
+    "Hold the rails at first. Stand tall, look ahead, take short steps.",
+    "Clear the space behind the treadmill.",
+    "Wear supportive shoes.",
+    "SPACE on this keyboard stops the belt at once, from any screen.",
+)
+
+WARNING = (
+    "Not advised with vertigo or balance problems, Parkinson's disease, or a history of "
+    "falls. With knee problems, check with a physiotherapist or doctor first."
+)
+
+
+class ChecklistScreen(ModalScreen[bool]):
+    """Dismissed with True when acknowledged (Enter), False when cancelled (Escape)."""
+
+    CSS_PATH = "checklist.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "acknowledge", "I have read this", priority=True),
+        Binding("escape", "cancel", "Back"),
+    ]
+
+    def __init__(self, *, required: bool) -> None:
+        super().__init__()
+        self.required = required  # shown before a backward session (vs. on request)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="checklist-box") as box:
+            box.border_title = "Before walking backwards"
+            for item in CHECKLIST_ITEMS:
+                yield Static(f"[b]☐[/b]  {item}", classes="checklist-item")
+            yield Static(WARNING, id="checklist-warning", markup=False)
+            action = "start the session" if self.required else "close this"
+            yield Static(f"Press [b]ENTER[/b] to confirm and {action}.  Escape: back.",
+                         id="checklist-hint")
+
+    def action_acknowledge(self) -> None:
+        self.app.checklist_acknowledged = True  # type: ignore[attr-defined]
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)

@@ -1,0 +1,161 @@
+"""Programs: built-in and the person's own, with length and backward minutes; the highlighted
+one's description and steps. Programs that walk backwards uphill need the incline unlock: they
+are marked, and refused with the reason unless the safety settings have it unlocked."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from safety import Orientation, envelope_for
+from treadmill.programs import Program, ProgramError, TurnAroundItem, plan, validate
+from treadmill.session import machine_limits
+from tui.app import one_line
+from tui.widgets.top_bar import TopBar
+
+if TYPE_CHECKING:
+    from tui.app import TreadmillApp
+
+LOCK = "LOCKED: incline"
+
+
+def minutes(seconds: float) -> str:
+    value = seconds / 60
+    return f"{value:.1f}".rstrip("0").rstrip(".") + " min"
+
+
+def refusal(program: Program, app: TreadmillApp) -> str | None:
+    """Why this program can't start here, or None."""
+    link = app.link
+    try:
+        limits = machine_limits(link.client) if link is not None and link.info else None
+    except Exception:
+        limits = None
+    try:
+        validate(program, app.safety, limits)
+    except ProgramError as exc:
+        return str(exc)
+    if limits is not None and program.backward_s > 0:
+        return envelope_for(limits, app.safety, Orientation.BACKWARD).refusal
+    return None
+
+
+class ProgramPicker(Screen[None]):
+    CSS_PATH = "picker.tcss"
+    AUTO_FOCUS = "#programs"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "start", "Start", priority=True),
+        Binding("d", "devices", "Devices"),
+        Binding("escape", "devices", "Devices", show=False),
+    ]
+
+    app: TreadmillApp  # type: ignore[assignment]
+
+    def compose(self) -> ComposeResult:
+        app = self.app
+        link = app.link
+        device = f"{link.name} ({link.address})" if link is not None else "not connected"
+        yield TopBar("Programs", device=device, simulated=bool(link and link.simulated),
+                     id="top-bar")
+        with Horizontal(id="picker-body"):
+            yield DataTable(id="programs", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="program-details"):
+                yield Static("", id="program-title", markup=False)
+                yield Static("", id="program-description", markup=False)
+                yield Static("", id="program-steps", markup=False)
+        yield Static("", id="picker-belt", markup=False)
+        yield Static("", id="picker-status", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        app = self.app
+        table = self.query_one("#programs", DataTable)
+        table.add_column("Program", key="name")
+        table.add_column("Length", key="length")
+        table.add_column("Backward", key="backward")
+        table.add_column("Notes", key="lock")
+        unlocked = app.safety.backward_incline_unlocked
+        for name, program in app.programs.items():
+            lock = ""
+            if program.unlock_backward_incline:
+                lock = "incline unlocked" if unlocked else LOCK
+            table.add_row(name, minutes(program.duration_s), minutes(program.backward_s), lock,
+                          key=name)
+        if app.program_name and app.program_name in app.programs:
+            table.move_cursor(row=table.get_row_index(app.program_name))
+        elif app.program_name:
+            self.set_status(f"no program called '{app.program_name}'", error=True)
+        self.show_details()
+        self.update_belt()
+        self.set_interval(1.0, self.update_belt)
+
+    def selected(self) -> Program | None:
+        table = self.query_one("#programs", DataTable)
+        if table.row_count == 0:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return self.app.programs.get(str(row_key.value))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_details()
+
+    def show_details(self) -> None:
+        program = self.selected()
+        if program is None:
+            return
+        self.query_one("#program-title", Static).update(program.title)
+        text = " ".join(program.description.split())
+        if program.unlock_backward_incline and not self.app.safety.backward_incline_unlocked:
+            text += ("\n\nWalks backwards uphill: locked. Start the app with "
+                     "--unlock-backward-incline if your physiotherapist agrees.")
+        self.query_one("#program-description", Static).update(text)
+        lines = []
+        for item in plan(program):
+            if isinstance(item, TurnAroundItem):
+                lines.append(f"    ↻ stop, turn to face {item.to}")
+                continue
+            s = item.step
+            incline = f" at {s.incline_pct:g} %" if s.incline_pct else ""
+            lines.append(f"{item.index:>2}. {s.orientation.upper():<8} {minutes(s.duration_s):>7}"
+                         f"  {s.speed_kmh:g} km/h{incline}")
+        self.query_one("#program-steps", Static).update("\n".join(lines))
+
+    def update_belt(self) -> None:
+        link = self.app.link
+        if link is None or not link.connected:
+            text = "Not connected: D for devices."
+        else:
+            speed = link.belt_speed_kmh
+            belt = "belt speed unknown" if speed is None else f"belt {speed:.1f} km/h"
+            text = f"Connected, {belt}. Enter starts the highlighted program."
+            if link.simulated and not self.app.simulate_requested:
+                text = (f"SIMULATOR (no treadmill paired; D to pair one), {belt}. "
+                        "Enter starts the highlighted program.")
+        self.query_one("#picker-belt", Static).update(text)
+
+    def set_status(self, text: str, *, error: bool = False) -> None:
+        status = self.query_one("#picker-status", Static)
+        status.update(text)
+        status.set_class(error, "-error")
+
+    def action_start(self) -> None:
+        program = self.selected()
+        if program is None:
+            return
+        why = refusal(program, self.app)
+        if why is not None:
+            self.app.bell()
+            self.set_status(f"refused: {why}", error=True)
+            self.notify(one_line(why), title="Can't start this program", severity="error",
+                        markup=False)
+            return
+        self.set_status("")
+        self.app.start_program(program)
+
+    def action_devices(self) -> None:
+        self.app.show_devices()

@@ -1,0 +1,581 @@
+"""The session: big numbers, which way you face, the step and what comes next, the safety state.
+
+The SessionRunner runs in a worker on the app's loop. Its `on_event` callback is cheap: a
+telemetry sample is stored in the SessionState and a refresh is *requested*; refresh requests
+are coalesced with `loop.call_later` so the display is redrawn at most every REFRESH_S (10 Hz),
+however fast telemetry comes, and only one Refresh message is ever queued. Discrete events
+(step, cue, turn-around, alarm, ended, ...) are posted as messages. Key requests go to
+`runner.submit`; a refusal comes back as an event and is shown in the status line. SPACE never
+comes here: the app handles it before any screen sees the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, ProgressBar, Sparkline, Static
+
+from safety import Pause, Resume, SafetyConfig, StepIncline, StepSpeed
+from treadmill.errors import TreadmillError
+from treadmill.programs import Program
+from treadmill.session import SessionEvent, SessionResult, SessionRunner
+from tui.session_state import (
+    CALM_ENDS,
+    CONSOLE_ADVICE,
+    HISTORY_S,
+    NO_LINK_ENDS,
+    SafetyView,
+    SessionState,
+    clock,
+    distance_text,
+    sentences,
+)
+from tui.widgets.metric import Metric
+from tui.widgets.orientation import OrientationBanner
+from tui.widgets.top_bar import TopBar
+
+if TYPE_CHECKING:
+    from textual.worker import Worker
+
+    from tui.app import TreadmillApp
+    from tui.link import TreadmillLink
+    from tui.screens.turn_around import TurnAroundScreen
+
+log = logging.getLogger(__name__)
+
+SPEED_KEYS = Binding.Group("speed", compact=True)
+INCLINE_KEYS = Binding.Group("incline", compact=True)
+
+REFRESH_S = 0.1  # at most 10 redraws a second
+CLOCK_S = 0.5  # redraw at least this often (clocks, watchdog age) even without telemetry
+STEP_SETTLE_S = 0.15  # the runner's step countdown is stale this long after a new step
+
+PHASE_TEXT = {
+    "starting": "STARTING",
+    "walking": "",
+    "turning": "SLOWING TO A STOP TO TURN AROUND",
+    "confirm": "BELT STOPPED: TURN AROUND, THEN ENTER",
+}
+
+
+class SessionScreen(Screen[None]):
+    CSS_PATH = "session.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "speed(1)", "faster", key_display="↑", group=SPEED_KEYS),
+        Binding("down", "speed(-1)", "slower", key_display="↓", group=SPEED_KEYS),
+        Binding("left", "incline(-1)", "lower", key_display="←", group=INCLINE_KEYS),
+        Binding("right", "incline(1)", "higher", key_display="→", group=INCLINE_KEYS),
+        Binding("p", "pause", "pause/resume"),
+        Binding("enter", "back", "Back"),
+        Binding("escape", "back", "Back", show=False),
+    ]
+
+    app: TreadmillApp  # type: ignore[assignment]
+
+    class RunnerEvent(Message):
+        """A discrete session event (not telemetry), handed to the UI."""
+
+        def __init__(self, event: SessionEvent) -> None:
+            super().__init__()
+            self.event = event
+
+    class Refresh(Message):
+        """Redraw from the state (coalesced: at most one queued)."""
+
+    class Finished(Message):
+        def __init__(self, result: SessionResult | None, error: str | None) -> None:
+            super().__init__()
+            self.result = result
+            self.error = error
+
+    def __init__(
+        self,
+        program: Program,
+        link: TreadmillLink | None = None,
+        safety: SafetyConfig | None = None,
+        *,
+        state: SessionState | None = None,
+    ) -> None:
+        super().__init__()
+        self.program = program
+        self.link = link
+        self.safety = safety or SafetyConfig()
+        self.live = link is not None
+        self.state = state or SessionState(
+            program,
+            device=link.name if link else "",
+            simulated=bool(link and link.simulated),
+        )
+        self.runner: SessionRunner | None = None
+        self.session_worker: Worker[None] | None = None
+        self.turn_screen: TurnAroundScreen | None = None
+        self._aborted = False
+        self._refresh_handle: asyncio.TimerHandle | None = None
+        self._clock_handle: asyncio.TimerHandle | None = None
+        self._last_refresh = -1e9
+        self._step_started_at = -1e9
+        self._last_idle_sample: object | None = None
+        self._texts: dict[str, str] = {}
+
+    # ---- layout --------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        s = self.state
+        yield TopBar(f"{self.program.name}: {self.program.title}", device=s.device,
+                     simulated=s.simulated, id="top-bar")
+        yield Static("", id="alert-banner", markup=False)
+        yield OrientationBanner(s.orientation, id="orientation")
+        with Horizontal(id="metrics"):
+            yield Metric("ELAPSED", id="m-elapsed")
+            yield Metric("LEFT", id="m-left")
+            yield Metric("km/h", id="m-speed")
+            yield Metric("incl %", id="m-incline")
+            yield Metric("m", id="m-distance")
+            yield Metric("♥ bpm", id="m-heart")
+        with Horizontal(id="step-row"):
+            with Vertical(id="step-panel"):
+                yield Static("", id="step-line", markup=False)
+                yield Static("", id="next-line", markup=False)
+            yield Metric("STEP LEFT", id="m-step")  # only on tall screens (see the .tcss)
+        yield ProgressBar(total=max(1.0, self.program.duration_s), show_eta=False,
+                          id="progress")
+        with Vertical(id="spark-box") as spark_box:
+            spark_box.border_title = "speed, last 2 minutes"
+            yield Sparkline([0.0] * HISTORY_S, id="speed-spark")
+        with Vertical(id="bottom"):
+            yield Static("", id="cue-line", markup=False)
+            yield Static("", id="status-line", markup=False)
+            yield Static("", id="safety-line", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.app.session_screen = self
+        self.query_one("#alert-banner").display = False
+        self.query_one("#m-heart").display = False
+        self.render_state()
+        self.call_after_refresh(self.render_state)  # again once styles and sizes are known
+        if self.live:
+            self._clock_tick()
+            self.session_worker = self.run_session()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.render_state)  # which metric boxes fit changes
+
+    def on_unmount(self) -> None:
+        for handle in (self._refresh_handle, self._clock_handle):
+            if handle is not None:
+                handle.cancel()
+        if self.link is not None and self.link.on_sample == self._on_idle_sample:
+            self.link.on_sample = None
+        if self.app.session_screen is self:
+            self.app.session_screen = None
+
+    # ---- the runner ------------------------------------------------------------------------
+
+    @work(group="session", exclusive=True, exit_on_error=False)
+    async def run_session(self) -> None:
+        link = self.link
+        assert link is not None
+        await link.stop_pump()  # from now on the runner reads the client's events
+        if self._aborted:
+            self.post_message(self.Finished(None, "stopped before the session started"))
+            return
+        runner = SessionRunner(link.client, self.program, config=self.safety,
+                               on_event=self._on_runner_event)
+        self.runner = runner
+        self.app.runner = runner
+        result: SessionResult | None = None
+        error: str | None = None
+        try:
+            result = await runner.run()
+        except TreadmillError as exc:
+            error = str(exc)
+        except Exception as exc:  # a bug: one line on screen, details in the log
+            log.exception("session failed")
+            error = f"internal error ({type(exc).__name__}: {exc})"
+        finally:
+            if self.app.runner is runner:
+                self.app.runner = None
+            if link.connected:
+                link.on_sample = self._on_idle_sample
+                link.start_pump()
+        self.post_message(self.Finished(result, error))
+
+    def abort_start(self) -> None:
+        """SPACE before the runner has started: it never will."""
+        self._aborted = True
+
+    def _on_runner_event(self, event: SessionEvent) -> None:
+        """Called by the runner for every event: keep it cheap (no widgets, no awaits)."""
+        kind = event.type
+        if kind == "telemetry":
+            self.state.on_telemetry(event.data, event.t)
+            self.request_refresh()
+        elif kind in ("command", "status"):
+            self.request_refresh()  # the safety line shows the ramp
+        else:
+            self.post_message(self.RunnerEvent(event))
+
+    def _clock_tick(self) -> None:
+        """Redraw every CLOCK_S even without telemetry (clocks, the watchdog's age). On loop
+        time, like everything else here, so a simulated clock drives it too."""
+        self.request_refresh()
+        self._clock_handle = asyncio.get_running_loop().call_later(CLOCK_S, self._clock_tick)
+
+    def _on_idle_sample(self, sample: object) -> None:
+        """After the session the link reads the belt: keep showing it (it may still move)."""
+        self.request_refresh()
+
+    def request_refresh(self) -> None:
+        """Ask for a redraw; many requests within REFRESH_S make one redraw."""
+        if self._refresh_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._last_refresh + REFRESH_S - loop.time())
+        self._refresh_handle = loop.call_later(delay, self._post_refresh)
+
+    def _post_refresh(self) -> None:
+        self.post_message(self.Refresh())
+
+    def on_session_screen_refresh(self, message: Refresh) -> None:
+        self._refresh_handle = None
+        self._last_refresh = asyncio.get_running_loop().time()
+        self.update_view()
+
+    def on_session_screen_runner_event(self, message: RunnerEvent) -> None:
+        event = message.event
+        self.state.apply(event)
+        data = event.data
+        match event.type:
+            case "step":
+                self._step_started_at = asyncio.get_running_loop().time()
+            case "turn_around":
+                self.show_turn(data.get("to", "forward"), ready=False)
+            case "confirm_needed":
+                self.show_turn(data.get("to", "forward"), ready=True)
+                self.app.bell()
+            case "confirmed":
+                self.close_turn()
+            case "alarm":
+                self.app.bell()  # the loud kinds also get the banner (session_state.py)
+            case "cue" if data.get("countdown_s"):
+                self.app.bell()  # a change is coming: look at the screen
+            case "link_lost":
+                self.app.bell()
+                if self.link is not None:
+                    self.link.link_lost_during_session()
+            case "ended":
+                self.close_turn()
+                self.on_ended()
+        self.update_view()
+
+    def on_session_screen_finished(self, message: Finished) -> None:
+        self.refresh_bindings()
+        if message.error is not None:
+            self.app.bell()
+            self.state.set_status(f"could not run the session: {message.error}", "alarm")
+            self.notify(" ".join(message.error.split()), title="Session not started",
+                        severity="error", markup=False, timeout=10)
+            self.render_state()
+            if self.state.ended_reason is None:
+                self.action_back(force=True)
+            return
+        result = message.result
+        if result is not None:
+            distance = f", {result.distance_m} m" if result.distance_m is not None else ""
+            self.state.summary = (f"Session over: {clock(result.duration_s)} in all{distance}, "
+                                  f"{clock(result.backward_s)} backward.")
+            self.state.ended_message = self.state.ended_message or result.message
+        self.update_view()
+
+    def on_ended(self) -> None:
+        state = self.state
+        self.refresh_bindings()
+        reason = state.ended_reason or "error"
+        if reason in CALM_ENDS:
+            return
+        from tui.screens.alert import AlertScreen
+
+        advice = ""
+        if reason in NO_LINK_ENDS:
+            advice = f"If the belt is still moving: {CONSOLE_ADVICE}."
+        elif reason in ("safety_key", "control_lost", "machine_reset", "started_at_console",
+                        "not_obeying", "error"):
+            advice = f"If the belt keeps moving: {CONSOLE_ADVICE}."
+
+        def done(choice: str | None) -> None:
+            if choice == "back":
+                self.action_back(force=True)
+
+        self.app.push_screen(AlertScreen(state.end_title, sentences(state.ended_message),
+                                         advice=advice), done)
+
+    # ---- the turn-around dialog --------------------------------------------------------------
+
+    def show_turn(self, to: str, *, ready: bool) -> None:
+        from tui.screens.turn_around import TurnAroundScreen
+
+        if self.turn_screen is not None and self.turn_screen.to == to:
+            self.turn_screen.ready = ready
+            return
+        self.close_turn()
+        self.turn_screen = TurnAroundScreen(to, on_confirm=self.confirm_turned, ready=ready)
+        self.app.push_screen(self.turn_screen)
+
+    def close_turn(self) -> None:
+        screen, self.turn_screen = self.turn_screen, None
+        if screen is not None and screen in self.app.screen_stack:
+            if self.app.screen is screen:
+                self.app.pop_screen()
+            else:
+                screen.remove()
+
+    def confirm_turned(self) -> bool:
+        runner = self.runner
+        if runner is None or not runner.waiting_for_confirmation:
+            return False
+        runner.confirm_turned()
+        return True
+
+    # ---- keys ------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        ended = self.state.ended or (self.session_worker is not None
+                                     and self.session_worker.is_finished)
+        if action == "back":
+            return ended
+        if action in ("speed", "incline", "pause"):
+            return not ended
+        return True
+
+    def submit(self, make: Callable[[float], Any]) -> None:
+        runner = self.runner
+        if runner is None or runner.governor is None:
+            self.state.set_status("the session has not started yet", "refused")
+            self.render_state()
+            return
+        runner.submit(make)  # refusals come back as events, shown in the status line
+        self.request_refresh()
+
+    def action_speed(self, steps: int) -> None:
+        self.submit(lambda t: StepSpeed(t, steps))
+
+    def action_incline(self, steps: int) -> None:
+        self.submit(lambda t: StepIncline(t, steps))
+
+    def action_pause(self) -> None:
+        runner = self.runner
+        paused = (runner is not None and runner.governor is not None
+                  and str(runner.governor.state) == "paused")
+        self.submit(Resume if paused else Pause)
+
+    def action_back(self, force: bool = False) -> None:
+        if not force and not (self.state.ended or not self.live or (
+                self.session_worker is not None and self.session_worker.is_finished)):
+            self.state.set_status("the session is running: SPACE stops it", "info")
+            self.render_state()
+            return
+        link = self.link
+        if link is not None and link.connected:
+            self.app.show_programs()
+        else:
+            self.app.show_devices()
+
+    # ---- drawing ---------------------------------------------------------------------------
+
+    def update_view(self) -> None:
+        """Copy the runner's and governor's read-only view into the state, then draw."""
+        runner = self.runner
+        if runner is not None and runner.governor is not None:
+            state = self.state
+            state.safety = SafetyView.from_governor(runner.governor)
+            if not state.ended:
+                state.elapsed_s = runner.session_time()
+            now = asyncio.get_running_loop().time()
+            current = runner.current_step
+            if (current is not None and current.index == state.step_index
+                    and state.phase == "walking" and now - self._step_started_at > STEP_SETTLE_S):
+                state.step_remaining_s = runner.step_remaining_s
+        link = self.link
+        if link is not None and self.state.ended and link.last_sample is not None:
+            # After the session the link's idle pump reads the belt: show it slowing down.
+            sample = link.last_sample
+            if sample is not self._last_idle_sample:
+                self._last_idle_sample = sample
+                t = self.runner.session_time() if self.runner is not None else None
+                self.state.on_telemetry({
+                    "speed_kmh": sample.speed_kmh,
+                    "incline_pct": (sample.incline_pct if sample.incline_pct is not None
+                                    else self.state.incline_pct),
+                    "incline_reported": sample.incline_pct is not None,
+                    "distance_m": sample.distance_m,
+                    "heart_rate_bpm": sample.heart_rate_bpm,
+                }, t)
+        self.render_state()
+
+    def render_state(self) -> None:
+        """Push the state into the widgets, touching only what changed (an unchanged widget
+        is not redrawn, and fixed-height lines never trigger a layout)."""
+        s = self.state
+        safety = s.safety
+        banner = self.query_one(OrientationBanner)
+        banner.orientation = s.orientation
+        banner.detail = self.phase_text()
+        self.query_one("#m-elapsed", Metric).show(clock(s.elapsed_s))
+        self.query_one("#m-left", Metric).show(clock(s.remaining_s))
+        speed = "-" if s.speed_kmh is None else f"{s.speed_kmh:.1f}"
+        self.query_one("#m-speed", Metric).show(
+            speed, f"target {safety.target_speed_kmh:.1f}" if self.has_governor() else "")
+        incline = "-" if s.incline_pct is None else f"{s.incline_pct:.1f}"
+        self.query_one("#m-incline", Metric).show(
+            incline, "" if s.incline_reported else "commanded")
+        digits, unit = distance_text(s.distance_m)
+        distance = self.query_one("#m-distance", Metric)
+        distance.border_title = unit
+        distance.show(digits)
+        heart = self.query_one("#m-heart", Metric)
+        heart.display = s.heart_rate_bpm is not None
+        if s.heart_rate_bpm is not None:
+            heart.show(str(s.heart_rate_bpm))
+        in_step = s.phase == "walking" and s.step_index is not None
+        self.query_one("#m-step", Metric).show(clock(s.step_remaining_s) if in_step else "-")
+        squeezed = self.fit_metrics()
+        self.set_text("#step-line", self.step_text())
+        self.set_text("#next-line", "   ".join([self.next_text(), *squeezed]).strip())
+        progress = self.query_one(ProgressBar)
+        if progress.progress != round(s.walked_s):
+            progress.update(progress=round(s.walked_s))
+        spark = self.query_one(Sparkline)
+        history = [0.0] * (HISTORY_S - len(s.history)) + list(s.history)
+        if list(spark.data or []) != history:
+            spark.data = history
+        self.set_text("#safety-line", self.safety_text() if self.has_governor() else "")
+        self.set_text("#cue-line", s.cue, layout=True)
+        status = self.query_one("#status-line", Static)
+        # Not twice: the banner at the top already says how the session ended.
+        duplicate = s.ended and s.ended_reason != "completed" and s.status == s.end_text
+        self.set_text("#status-line", "" if duplicate else s.status, layout=True)
+        status.set_class(s.status_kind == "refused", "-refused")
+        status.set_class(s.status_kind == "alarm", "-alarm")
+        self.render_alert()
+        if self.turn_screen is not None and self.turn_screen.is_mounted:
+            self.turn_screen.speed_kmh = s.speed_kmh
+
+    def fit_metrics(self) -> list[str]:
+        """On a narrow screen, first drop the padding around the digits, then hide the boxes
+        that still do not fit (elapsed first, then distance) and return what they said, for
+        the line under the step."""
+        width = self.size.width or self.app.size.width
+        row = self.query_one("#metrics")
+        boxes = [m for m in row.query(Metric).results(Metric)
+                 if m.id != "m-heart" or m.display]
+        for metric in boxes:
+            if metric.id in ("m-elapsed", "m-distance"):
+                metric.display = True
+
+        def needed(padding: int) -> int:
+            return sum(m.needed_width(padding) for m in boxes if m.display)
+
+        tight = needed(2) > width
+        row.set_class(tight, "-tight")
+        squeezed: list[str] = []
+        for victim, label in (("m-elapsed", "elapsed"), ("m-distance", "distance")):
+            if needed(0 if tight else 2) <= width:
+                break
+            metric = self.query_one(f"#{victim}", Metric)
+            metric.display = False
+            unit = f" {metric.border_title}" if victim == "m-distance" else ""
+            squeezed.append(f"{label} {metric.value}{unit}")
+        return squeezed
+
+    def set_text(self, selector: str, text: str, *, layout: bool = False) -> None:
+        if self._texts.get(selector) == text:
+            return
+        self._texts[selector] = text
+        self.query_one(selector, Static).update(text, layout=layout)
+
+    def has_governor(self) -> bool:
+        return not self.live or (self.runner is not None and self.runner.governor is not None)
+
+    def safety_text(self) -> str:
+        s = self.state
+        text = s.safety.describe()
+        if not s.incline_reported:
+            text += "  ·  incline not reported: showing the commanded value"
+        return text
+
+    def phase_text(self) -> str:
+        s = self.state
+        if s.ended:
+            return s.end_title
+        state = s.safety.state
+        if state == "paused":
+            return "PAUSED: P resumes"
+        if state == "stopping" and s.phase == "walking":
+            return "SLOWING TO A STOP"
+        text = PHASE_TEXT.get(s.phase, "")
+        if s.phase == "confirm" and s.turn_to:
+            text = f"BELT STOPPED: TURN TO FACE {s.turn_to.upper()}, THEN ENTER"
+        return text
+
+    def step_text(self) -> str:
+        s = self.state
+        if s.ended and s.summary:
+            return s.summary
+        if s.step_index is None:
+            return "Starting..."
+        if s.phase in ("turning", "confirm") and s.turn_to:
+            return f"TURNING AROUND to face {s.turn_to.upper()}"
+        incline = f" at {s.step_incline_pct:g} %" if s.step_incline_pct else ""
+        return (f"STEP {s.step_index}/{s.step_of}: {s.step_orientation.upper()} at "
+                f"{s.step_speed_kmh:g} km/h{incline}, {clock(s.step_remaining_s)} left")
+
+    def next_text(self) -> str:
+        s = self.state
+        if s.ended:
+            if self.live and not (self.link is not None and self.link.connected):
+                return "Enter: back to devices."
+            return "Enter: back to programs."
+        if s.phase in ("turning", "confirm"):
+            return ""
+        return s.next_text
+
+    def render_alert(self) -> None:
+        s = self.state
+        banner = self.query_one("#alert-banner", Static)
+        text = ""
+        if s.ended and s.ended_reason != "completed":
+            text = s.end_text
+        elif s.alarm_kind is not None:
+            recovered = s.alarm_kind == "telemetry_stale" and s.safety.link_state == "ok"
+            if not recovered:
+                text = s.alarm_message
+        banner.display = bool(text)
+        if text:
+            self.set_text("#alert-banner", text, layout=True)
+
+
+def scripted_state(program: Program, events: Iterable[SessionEvent], *, device: str = "",
+                   simulated: bool = False, safety: SafetyView | None = None,
+                   elapsed_s: float | None = None,
+                   step_remaining_s: float | None = None) -> SessionState:
+    """A SessionState built from a scripted list of events (tests and snapshots)."""
+    state = SessionState(program, device=device, simulated=simulated)
+    for event in events:
+        state.apply(event)
+    if safety is not None:
+        state.safety = safety
+    if elapsed_s is not None:
+        state.elapsed_s = elapsed_s
+    if step_remaining_s is not None:
+        state.step_remaining_s = step_remaining_s
+    return state

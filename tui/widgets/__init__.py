@@ -1,0 +1,1 @@
+"""Widgets of the treadmill TUI, one per module."""
