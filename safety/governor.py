@@ -7,7 +7,7 @@ from dataclasses import InitVar, dataclass
 from enum import StrEnum
 from typing import Final
 
-from .config import SafetyConfig
+from .config import UNLOCKED_BACKWARD_INCLINE_PCT, SafetyConfig
 from .limits import EPS, Envelope, envelope_for, snap_down
 from .states import SETPOINT_STATES, Trigger, next_state
 from .types import (
@@ -730,7 +730,8 @@ class Governor:
                 self._ended_rise_alarmed = True
                 self._alarm(
                     AlarmKind.NOT_OBEYING,
-                    f"the belt is speeding up ({v:.1f} km/h) after the session ended: {_ACTIONABLE}",
+                    f"the belt is speeding up ({v:.1f} km/h) after the session ended: "
+                    + _ACTIONABLE,
                 )
             return
         self._fatal(
@@ -1103,16 +1104,13 @@ class Governor:
                     f"rest for {max(left, 0):.0f} s more, or turn around and walk forward"
                 )
         cap = cfg.heart_rate_cap_bpm
-        if cap is not None and self._hr_since is not None and self._hr is not None:
-            if self._hr > cap:
-                return (
-                    f"heart rate {self._hr} bpm is above your limit of {cap} bpm: "
-                    "rest until it drops"
-                )
-        moving = (
-            self._measured is not None and self._measured > ZERO_KMH and self._telemetry_fresh()
-        )
-        if moving and not resuming:
+        hr = self._hr
+        if cap is not None and self._hr_since is not None and hr is not None and hr > cap:
+            return f"heart rate {hr} bpm is above your limit of {cap} bpm: rest until it drops"
+        # A start from standstill needs the belt known to be at rest (a stale reading of
+        # motion is not rest). Resume is exempt: some machines report their last speed
+        # while paused.
+        if not resuming and self._rest_since() is None:
             return "the belt is still moving: wait until it has stopped"
         # Starting the belt is a speed change: not within the gap after an incline change.
         wait = self._last_incline_cmd_t + cfg.speed_incline_gap_s - self._now
@@ -1307,12 +1305,18 @@ class Governor:
         if steps == 0:
             return
         env = self._env
-        delta = steps * env.speed_step_kmh
         max_step = self._config.max_step_per_request_kmh
-        if abs(delta) > max_step + EPS:
-            delta = math.copysign(
-                max(snap_down(max_step, 0.0, env.speed_step_kmh), env.speed_step_kmh), delta
+        if env.speed_step_kmh > max_step + EPS:
+            # Even one machine increment is more than a key press may change.
+            self._refuse(
+                req,
+                f"this treadmill's speed step {env.speed_step_kmh:g} km/h is more than "
+                f"{max_step:g} km/h: set a speed instead",
             )
+            return
+        delta = steps * env.speed_step_kmh
+        if abs(delta) > max_step + EPS:
+            delta = math.copysign(snap_down(max_step, 0.0, env.speed_step_kmh), delta)
             self._refuse(req, f"one key press changes the speed by at most {max_step:g} km/h")
         if delta < 0 and self._state is S.RUNNING:
             # "Slower" means slower than now, even in the middle of a ramp up.
@@ -1389,7 +1393,9 @@ class Governor:
                 self._orientation is Orientation.BACKWARD
                 and not self._config.backward_incline_unlocked
             ):
-                note += " (up to 5 % can be unlocked in the settings)"
+                note += (
+                    f" (up to {UNLOCKED_BACKWARD_INCLINE_PCT:g} % can be unlocked in the settings)"
+                )
         elif pct < low - EPS:
             note = f"the lowest incline here is {low:.1f} %"
         value = env.clamp_incline(pct)
@@ -1552,17 +1558,17 @@ class Governor:
         cfg = self._config
         # Start the ramp early enough that the belt is stopped by the limit, not after it.
         est = self._ramp_down_estimate_s()
-        if self._state is S.RUNNING or (
+        live = self._state is S.RUNNING or (
             self._state is S.STOPPING and self._intent is not _Intent.END
-        ):
-            if self._total_s + est >= cfg.max_backward_session_s:
-                message = (
-                    f"{cfg.max_backward_session_s / 60:g} min of backward walking in this "
-                    "session: slowing down to stop; the session ends"
-                )
-                self._alarm(AlarmKind.SESSION_LIMIT, message)
-                self._begin_ramp_stop(Trigger.LIMIT, _Intent.END, EndReason.SESSION_LIMIT, message)
-                return
+        )
+        if live and self._total_s + est >= cfg.max_backward_session_s:
+            message = (
+                f"{cfg.max_backward_session_s / 60:g} min of backward walking in this "
+                "session: slowing down to stop; the session ends"
+            )
+            self._alarm(AlarmKind.SESSION_LIMIT, message)
+            self._begin_ramp_stop(Trigger.LIMIT, _Intent.END, EndReason.SESSION_LIMIT, message)
+            return
         if self._state is S.RUNNING and self._bout_s + est >= cfg.max_backward_bout_s:
             self._bout_limit_hit = True
             self._alarm(

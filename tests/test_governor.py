@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import pytest
@@ -233,11 +234,14 @@ def test_backward_incline_unlock_is_the_one_less_strict_step():
 
 def test_hard_limits_bind_configs_built_in_code_too():
     assert SafetyConfig(backward_speed_cap_kmh=4.0).backward_speed_cap_kmh == 4.0
-    with pytest.raises(ValueError, match="0.1 to 4 km/h"):
+    with pytest.raises(ValueError, match=r"0\.1 to 4 km/h"):
         SafetyConfig(backward_speed_cap_kmh=4.5)
-    assert SafetyConfig(
-        backward_incline_unlocked=True, backward_incline_cap_pct=10.0
-    ).backward_incline_cap_effective_pct == 10.0
+    assert (
+        SafetyConfig(
+            backward_incline_unlocked=True, backward_incline_cap_pct=10.0
+        ).backward_incline_cap_effective_pct
+        == 10.0
+    )
     with pytest.raises(ValueError, match="backward_incline_cap_pct"):
         SafetyConfig(backward_incline_unlocked=True, backward_incline_cap_pct=12.0)
     with pytest.raises(ValueError, match="max_step_per_request_kmh"):
@@ -317,6 +321,15 @@ def test_step_speed_changes_the_target_by_at_most_half_a_kmh():
     assert g.target_speed_kmh == 0.9  # "slower" is one step below now (1.0), not below 1.5
 
 
+def test_key_press_refused_when_one_machine_step_is_already_too_big():
+    coarse = MachineLimits(1.0, 16.0, 1.0, 0, 0, 0, incline_supported=False)
+    g = Governor(coarse)
+    t = start_running(g, FWD)
+    out = g.handle(StepSpeed(t, 1))
+    assert g.target_speed_kmh == 1.0
+    assert "speed step 1 km/h is more than 0.5 km/h" in refusals(out)[0].reason
+
+
 # --------------------------------------------------------- rule 2: closed-loop ramps
 
 
@@ -327,7 +340,7 @@ def test_backward_ramp_is_one_step_per_second_after_confirmation():
     t, seen = follow(g, t, t + 10)
     ups = speeds(seen)
     assert [v for _, v in ups] == [1.1, 1.2, 1.3, 1.4, 1.5]
-    gaps = [b[0] - a[0] for a, b in zip(ups, ups[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(ups)]
     assert all(gap >= 1.0 - 1e-9 for gap in gaps)
     assert g.commanded_speed_kmh == 1.5 and not g.ramping
 
@@ -338,7 +351,7 @@ def test_forward_ramp_uses_the_forward_rate():
     g.handle(SetSpeed(t, 2.0))
     t, seen = follow(g, t, t + 6, dt=0.05)
     ups = speeds(seen)
-    gaps = [round(b[0] - a[0], 6) for a, b in zip(ups, ups[1:], strict=False)]
+    gaps = [round(b[0] - a[0], 6) for a, b in itertools.pairwise(ups)]
     assert min(gaps) >= 1 / 3 - 1e-9
     assert ups[-1][1] == 2.0
 
@@ -461,6 +474,10 @@ def test_start_refused_while_the_belt_is_moving():
     out = g2.handle(Start(0.1, BACK))
     assert cmds(out) == []
     assert refusals(out)[0].reason == "the belt is still moving: wait until it has stopped"
+    # A stale reading of motion is not evidence of rest either.
+    assert cmds(g2.handle(Start(3.0, BACK))) == []
+    g2.handle(Telemetry(3.5, 0.0))
+    assert cmds(g2.handle(Start(3.6, BACK))) == [RequestControl()]
 
 
 # --------------------------------------------------------- rule 4: speed and incline apart
@@ -531,6 +548,19 @@ def test_speed_increase_waits_for_the_reported_incline_to_settle():
     assert cmds(g.handle(Telemetry(t + 10, 1.0, 3.0))) == [SetTargetSpeed(1.1)]
 
 
+def test_belt_does_not_restart_within_the_gap_after_an_incline_change():
+    g = Governor(HILL)
+    t = start_running(g, FWD)
+    g.handle(SetIncline(t, 2.0))
+    t, seen = follow(g, t, t + 2.5)
+    (incline_t,) = [ts for ts, c in seen if isinstance(c, SetTargetIncline)]
+    assert cmds(g.handle(Pause(incline_t + 0.5))) == [PauseCmd()]
+    out = g.handle(Resume(incline_t + 1.0))
+    assert cmds(out) == []
+    assert refusals(out)[0].reason == "the incline is still changing: start again in 1 s"
+    assert cmds(g.handle(Resume(incline_t + 2.0))) == [StartResume()]
+
+
 def test_incline_decrease_comes_before_a_pending_speed_increase():
     g = Governor(HILL)
     t = start_running(g, FWD)
@@ -568,7 +598,7 @@ def test_turn_around_ramps_down_stops_waits_and_needs_confirmation():
     t, _ = follow(g, t, t + 8)
     out = g.handle(TurnAround(t))
     assert g.state is S.STOPPING
-    t2, seen = follow(g, t, t + 3.0)
+    _, seen = follow(g, t, t + 3.0)
     assert [c for _, c in seen] == [
         SetTargetSpeed(1.4),
         SetTargetSpeed(1.3),
@@ -637,6 +667,35 @@ def test_stopped_and_silent_counts_as_at_rest_once_stop_is_accepted():
     assert out == []
     out = g.handle(Tick(t + 7.2))
     assert out == [TurnAroundReady(FWD)]
+
+
+def test_silence_after_a_fast_pause_is_not_rest():
+    g = Governor(FLAT)
+    t = start_running(g)
+    g.handle(SetSpeed(t, 2.0))
+    t, _ = follow(g, t, t + 15)
+    g.handle(Pause(t))
+    g.handle(CommandAccepted(t + 0.1, PauseCmd()))
+    assert cmds(g.handle(TurnAround(t + 0.2))) == [StopCmd()]
+    g.handle(CommandAccepted(t + 0.3, StopCmd()))
+    # Silent from 2.0 km/h on: that is not evidence of rest, so no turn, and the watchdog
+    # treats the silence as a belt that may still be moving.
+    outs = [g.handle(Tick(t + 0.2 + k * 0.25)) for k in range(1, 30)]
+    assert not any(isinstance(o, TurnAroundReady) for out in outs for o in out)
+    assert g.ended_reason is EndReason.TELEMETRY_LOST
+
+
+def test_belt_still_reporting_motion_long_after_an_accepted_stop_raises_an_alarm():
+    g = Governor(FLAT)
+    t = start_running(g)
+    g.handle(StopBelt(t))
+    assert cmds(g.handle(Tick(t))) == [StopCmd()]
+    g.handle(CommandAccepted(t + 0.1, StopCmd()))
+    found = []
+    for k in range(1, 60):
+        found += alarms(g.handle(Telemetry(t + k * 0.25, 1.0)), AlarmKind.NOT_OBEYING)
+    assert len(found) == 1 and "still reports 1.0 km/h 10 s after Stop" in found[0].message
+    assert g.state is S.STOPPED  # informative: some machines report their last speed
 
 
 def test_after_turning_the_next_start_is_slow_and_other_direction_needs_a_turn():
@@ -1015,7 +1074,7 @@ def test_heart_rate_far_above_cap_stops_at_once_with_a_ramp():
     out = g.handle(Telemetry(t, 2.0, None, 151))
     assert g.state is S.STOPPING
     assert cmds(out) == [SetTargetSpeed(1.9)]  # ramped, not an emergency stop
-    t, seen = follow(g, t, t + 10)
+    follow(g, t, t + 10)
     assert g.ended_reason is EndReason.HEART_RATE
 
 

@@ -91,6 +91,7 @@ FAULTS = (
     "ignore_stop",  # accepts Stop and keeps running
     "runaway",  # speeds up by itself
     "overshoot",  # settles 0.2 km/h above the target
+    "reads_high",  # runs steadily 0.45 km/h faster than asked
     "silent_when_stopped",  # no telemetry while the belt is at 0
     "silent_after_stop",  # no telemetry once stopped or paused, even while still slowing
     "report_while_paused",  # keeps reporting its last speed while paused
@@ -138,6 +139,10 @@ class Checker:
     retry_stops: int = 0
     orientation: Orientation = FWD
     commands: int = 0
+    rest_run_low: float | None = None  # lowest reading of the current run above the margin
+    was_at_rest: bool = False
+    lag_since: float | None = None
+    heart_rate: int | None = None
     increases: int = 0
     turns: int = 0
     top_backward_kmh: float = 0.0
@@ -191,11 +196,48 @@ class Checker:
             assert t - heard <= self.config.stale_stop_s + EPS, "watchdog did not stop"
         if g.state is not S.ENDED:
             self._check_over_cap(t, g)
+            self._check_not_obeying(event, t, g)
         if g.orientation is BACK:
             assert g.target_speed_kmh <= self.config.backward_speed_cap_kmh + EPS
             if g.state is S.RUNNING:
                 assert g.backward_bout_s < self.config.max_backward_bout_s + EPS
                 assert g.backward_total_s < self.config.max_backward_session_s + EPS
+
+    def _check_not_obeying(self, event, t, g):
+        margin = self.config.disobey_margin_kmh
+        reading = event.speed_kmh if isinstance(event, Telemetry) else None
+        # A reading belongs to the rest period if we were already told to rest before it.
+        at_rest, self.was_at_rest = (
+            self.was_at_rest,
+            (self.run_since is None and g.state in (S.PAUSED, S.STOPPED, S.AWAITING_TURN)),
+        )
+        if at_rest and _valid_speed(reading):
+            # Told to rest, and the belt speeds up by >= 0.2 km/h within a run above the margin.
+            if reading > margin + EPS:
+                low = reading if self.rest_run_low is None else min(self.rest_run_low, reading)
+                self.rest_run_low = low
+                assert reading < low + 0.2 - EPS, "rising when not asked, and still live"
+            else:
+                self.rest_run_low = None
+        elif not at_rest:
+            self.rest_run_low = None
+        # Not slowing down when asked, for much longer than the window.
+        controlled = g.state in (S.RUNNING, S.STOPPING) and self.last_speed_cmd is not None
+        if controlled and _valid_speed(reading):
+            if reading > self.last_speed_cmd[1] + margin + EPS:
+                self.lag_since = t if self.lag_since is None else self.lag_since
+            else:
+                self.lag_since = None
+        elif not controlled:
+            self.lag_since = None
+        if self.lag_since is not None:
+            assert t - self.lag_since < self.config.not_slowing_window_s + 1.0, "not slowing"
+        # Heart rate far above the cap: no longer simply running.
+        cap = self.config.heart_rate_cap_bpm
+        hr = self.heart_rate
+        if isinstance(event, Telemetry) and cap is not None and hr is not None:
+            hard = cap + self.config.heart_rate_hard_margin_bpm
+            assert hr <= hard or g.state is not S.RUNNING, "heart rate far above the cap"
 
     def _check_over_cap(self, t, g):
         # Rule 7: readings above cap + margin for the whole window end the session.
@@ -211,6 +253,9 @@ class Checker:
     def _take_inputs(self, event, t):
         match event:
             case Telemetry(speed_kmh=v) if _valid_speed(v):
+                hr = event.heart_rate_bpm
+                if isinstance(hr, int) and 0 < hr < 255:
+                    self.heart_rate = hr
                 self.readings.append((t, v))
                 self.last_telemetry_t = t
                 if self.run_since is not None and v >= MOTION:
@@ -279,6 +324,10 @@ class Checker:
             if kmh > pk + EPS:
                 self.increases += 1
                 assert kmh - pk <= step + EPS, "one increment at a time"
+                tol = env.speed_tolerance_kmh + EPS
+                assert any(pt < ts and abs(v - pk) <= tol for ts, v in self.readings), (
+                    "the next step only after telemetry confirmed the last"
+                )
                 assert t - pt >= env.up_interval_s - EPS, "no faster than the ramp rate"
                 fresh = self.last_telemetry_t is not None
                 assert fresh and t - self.last_telemetry_t <= self.config.stale_alarm_s + EPS
@@ -359,7 +408,10 @@ class Belt:
             self.last_running_speed = self.speed
             if "runaway" in self.faults:
                 self.target += 0.5 * dt
-        goal = self.target + (0.2 if "overshoot" in self.faults and self.target > 0 else 0.0)
+        goal = self.target
+        if self.target > 0:
+            goal += 0.2 if "overshoot" in self.faults else 0.0
+            goal += 0.45 if "reads_high" in self.faults else 0.0
         rate = 0.3 if "slow" in self.faults else 1.5
         if self.speed < goal:
             self.speed = min(goal, self.speed + rate * dt)
@@ -632,6 +684,62 @@ def test_program_like_sessions_keep_every_invariant(machine, config, orientation
         for _ in range(repeat if action[0] == "step" else 1):
             runner.act(action)
     _record(runner)
+
+
+@SETTINGS
+@given(
+    machine=st.sampled_from(MACHINES),
+    config=st.sampled_from(CONFIGS),
+    orientation=st.sampled_from([BACK, FWD]),
+    want=st.floats(0.5, 5.0),
+    how=st.sampled_from(["turn", "pause then turn", "stop then turn"]),
+    faults=st.sets(
+        st.sampled_from(
+            [
+                "silent_when_stopped",
+                "silent_after_stop",
+                "report_while_paused",
+                "slow",
+                "ignore_stop",
+                "no_incline_report",
+            ]
+        )
+    ),
+    hold_acks=st.booleans(),
+    stray=st.lists(st.tuples(st.integers(0, 60), st.floats(0.0, 1.5)), max_size=4),
+    confirm_every=st.integers(1, 12),
+)
+def test_turning_around_under_quirks(
+    machine, config, orientation, want, how, faults, hold_acks, stray, confirm_every
+):
+    """Stop, silence, stray frames, unanswered Stops: a turn only with dwell + confirmation."""
+    runner = _session(machine, config, orientation)
+    g = runner.g
+    runner.send(SetSpeed(0.0, want))
+    for _ in range(300):
+        runner.step(0.25)
+        if g.state is S.RUNNING and g.commanded_speed_kmh >= g.target_speed_kmh:
+            break
+    runner.belt.faults |= faults
+    first = {"turn": TurnAround, "pause then turn": Pause, "stop then turn": StopBelt}[how]
+    runner.send(first(runner.t))
+    if how != "turn":
+        runner.step(0.25)
+        runner.send(TurnAround(runner.t))
+    runner.hold_acks = hold_acks
+    stray_at = dict(stray)
+    for k in range(240):  # 60 s
+        runner.step(0.25)
+        if k in stray_at and runner.link_up:
+            runner.send(Telemetry(runner.t, stray_at[k]))
+        if k % confirm_every == 0:
+            runner.send(ConfirmTurned(runner.t))
+        if g.orientation is not orientation:
+            break
+    quiet = not ({"ignore_stop", "report_while_paused"} & faults) and not hold_acks
+    event(f"turned: {g.orientation is not orientation}, well-behaved: {quiet and not stray}")
+    if quiet and not stray and g.state is not S.ENDED:
+        assert g.orientation is orientation.other, "a good belt must let the person turn"
 
 
 FATAL_EVENTS = {
