@@ -2,7 +2,7 @@
 
 The SessionRunner runs in a worker on the app's loop. Its `on_event` callback is cheap: a
 telemetry sample is stored in the SessionState and a refresh is *requested*; refresh requests
-are coalesced with `loop.call_later` so the display is redrawn at most every REFRESH_S (10 Hz),
+are coalesced with `loop.call_later` so the display is redrawn at most every REFRESH_S (4 Hz),
 however fast telemetry comes, and only one Refresh message is ever queued. Discrete events
 (step, cue, turn-around, alarm, ended, ...) are posted as messages. Key requests go to
 `runner.submit`; a refusal comes back as an event and is shown in the status line. SPACE never
@@ -22,6 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
+from textual import events
 from textual.widgets import Footer, ProgressBar, Sparkline, Static
 
 from safety import Pause, Resume, SafetyConfig, StepIncline, StepSpeed
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 SPEED_KEYS = Binding.Group("speed", compact=True)
 INCLINE_KEYS = Binding.Group("incline", compact=True)
 
-REFRESH_S = 0.1  # at most 10 redraws a second
+REFRESH_S = 0.25  # at most 4 redraws a second: read at a glance, telemetry is 1-4 Hz
 CLOCK_S = 0.5  # redraw at least this often (clocks, watchdog age) even without telemetry
 STEP_SETTLE_S = 0.15  # the runner's step countdown is stale this long after a new step
 
@@ -65,6 +66,17 @@ PHASE_TEXT = {
     "turning": "SLOWING TO A STOP TO TURN AROUND",
     "confirm": "BELT STOPPED: TURN AROUND, THEN ENTER",
 }
+
+
+class SessionProgress(ProgressBar):
+    """A ProgressBar without its once-a-second self-update (it exists for the ETA, which we
+    don't show). Textual re-composes a screen pushed on top of this one (the turn-around
+    dialog) whenever this screen changes, so that tick cost several percent of a core for as
+    long as the dialog was open; we set the progress ourselves."""
+
+    def on_mount(self, event: events.Mount) -> None:
+        event.prevent_default()
+        self.update()
 
 
 class SessionScreen(Screen[None]):
@@ -146,8 +158,8 @@ class SessionScreen(Screen[None]):
                 yield Static("", id="step-line", markup=False)
                 yield Static("", id="next-line", markup=False)
             yield Metric("STEP LEFT", id="m-step")  # only on tall screens (see the .tcss)
-        yield ProgressBar(total=max(1.0, self.program.duration_s), show_eta=False,
-                          id="progress")
+        yield SessionProgress(total=max(1.0, self.program.duration_s), show_eta=False,
+                              id="progress")
         with Vertical(id="spark-box") as spark_box:
             spark_box.border_title = "speed, last 2 minutes"
             yield Sparkline([0.0] * HISTORY_S, id="speed-spark")
@@ -156,6 +168,9 @@ class SessionScreen(Screen[None]):
             yield Static("", id="status-line", markup=False)
             yield Static("", id="safety-line", markup=False)
         yield Footer()
+
+    def on_screen_resume(self) -> None:
+        self.render_state()  # back on top after a dialog: catch up on what changed beneath
 
     def on_mount(self) -> None:
         self.app.session_screen = self
@@ -238,6 +253,14 @@ class SessionScreen(Screen[None]):
     def request_refresh(self) -> None:
         """Ask for a redraw; many requests within REFRESH_S make one redraw."""
         if self._refresh_handle is not None:
+            return
+        if self.is_mounted and self.app.screen is not self:
+            # Covered by a dialog: any message handled here makes textual repaint this screen
+            # and re-compose the dialog on top, so nothing is scheduled; the dialog gets the
+            # belt speed directly and this screen catches up when it is back on top.
+            turn = self.turn_screen
+            if turn is not None and turn.is_mounted:
+                turn.speed_kmh = self.state.speed_kmh
             return
         loop = asyncio.get_running_loop()
         delay = max(0.0, self._last_refresh + REFRESH_S - loop.time())
@@ -426,6 +449,13 @@ class SessionScreen(Screen[None]):
         """Push the state into the widgets, touching only what changed (an unchanged widget
         is not redrawn, and fixed-height lines never trigger a layout)."""
         s = self.state
+        if self.is_mounted and self.app.screen is not self:
+            # A dialog covers this screen. Textual re-composes the whole dimmed background for
+            # every change beneath a modal (four times the CPU), so only the dialog's own value
+            # is updated; this screen is redrawn when it is back on top.
+            if self.turn_screen is not None and self.turn_screen.is_mounted:
+                self.turn_screen.speed_kmh = s.speed_kmh
+            return
         safety = s.safety
         banner = self.query_one(OrientationBanner)
         banner.orientation = s.orientation
@@ -478,23 +508,27 @@ class SessionScreen(Screen[None]):
         row = self.query_one("#metrics")
         boxes = [m for m in row.query(Metric).results(Metric)
                  if m.id != "m-heart" or m.display]
-        for metric in boxes:
-            if metric.id in ("m-elapsed", "m-distance"):
-                metric.display = True
+        # Decide first, then touch only what changes: flipping `display` forces a layout.
+        shown = {m.id for m in boxes}
 
         def needed(padding: int) -> int:
-            return sum(m.needed_width(padding) for m in boxes if m.display)
+            return sum(m.needed_width(padding) for m in boxes if m.id in shown)
 
         tight = needed(2) > width
-        row.set_class(tight, "-tight")
+        if row.has_class("-tight") != tight:
+            row.set_class(tight, "-tight")
         squeezed: list[str] = []
         for victim, label in (("m-elapsed", "elapsed"), ("m-distance", "distance")):
             if needed(0 if tight else 2) <= width:
                 break
+            shown.discard(victim)
             metric = self.query_one(f"#{victim}", Metric)
-            metric.display = False
             unit = f" {metric.border_title}" if victim == "m-distance" else ""
             squeezed.append(f"{label} {metric.value}{unit}")
+        for metric in boxes:
+            if metric.id in ("m-elapsed", "m-distance") and metric.display != (
+                    metric.id in shown):
+                metric.display = metric.id in shown
         return squeezed
 
     def set_text(self, selector: str, text: str, *, layout: bool = False) -> None:
