@@ -57,3 +57,22 @@ async def make_sim() -> AsyncIterator[SimFactory]:
 async def sim(make_sim: SimFactory) -> VirtualTreadmill:
     """A home treadmill."""
     return make_sim("home")
+
+
+@pytest.fixture
+async def connect(make_sim: SimFactory) -> AsyncIterator[Callable[..., Any]]:
+    """`await connect(profile, *, read=True, faults=..., **client_kw)` -> a connected client
+    rig (tests/test_client.py: client, simulator and a governor driving it), closed after."""
+    from test_client import Rig
+
+    rigs: list[Any] = []
+
+    async def make(profile: object = "home", *, read: bool = True, **kw: Any) -> Any:
+        sim_kw = {k: kw.pop(k) for k in ("faults", "notify_hz") if k in kw}
+        rig = await Rig.open(make_sim(profile, **sim_kw), read=read, **kw)
+        rigs.append(rig)
+        return rig
+
+    yield make
+    for rig in rigs:
+        await rig.close()

@@ -200,21 +200,6 @@ class Rig:
         await self.until(lambda: not self.sim.model.moving)
 
 
-@pytest.fixture
-async def connect(make_sim):
-    """`await connect(profile, *, read=True, faults=..., **client_kw)` -> a Rig, closed after."""
-    rigs: list[Rig] = []
-
-    async def make(profile: object = "home", *, read: bool = True, **kw: object) -> Rig:
-        sim_kw = {k: kw.pop(k) for k in ("faults", "notify_hz") if k in kw}
-        rig = await Rig.open(make_sim(profile, **sim_kw), read=read, **kw)
-        rigs.append(rig)
-        return rig
-
-    yield make
-    for rig in rigs:
-        await rig.close()
-
 
 # ---- connecting ---------------------------------------------------------------------------------
 

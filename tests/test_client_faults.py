@@ -38,22 +38,6 @@ from treadmill.errors import (
 from treadmill.events import LinkLost, TelemetrySample
 
 
-@pytest.fixture
-async def connect(make_sim):
-    """`await connect(profile, *, read=True, faults=..., **client_kw)` -> a Rig, closed after."""
-    rigs: list[Rig] = []
-
-    async def make(profile: object = "home", *, read: bool = True, **kw: object) -> Rig:
-        sim_kw = {k: kw.pop(k) for k in ("faults", "notify_hz") if k in kw}
-        rig = await Rig.open(make_sim(profile, **sim_kw), read=read, **kw)
-        rigs.append(rig)
-        return rig
-
-    yield make
-    for rig in rigs:
-        await rig.close()
-
-
 async def walking(connect, kmh: float = 2.0, profile: str = "home", **kw) -> Rig:
     """A rig whose governor has brought the belt to `kmh`; from then on it only records events,
     so what follows is the client's own reaction (nothing decides or sends anything)."""
