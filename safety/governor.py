@@ -543,13 +543,18 @@ class Governor:
             self._cmds.append(approved)
         match command:
             case StopCmd() | PauseCmd():
+                already_resting = self._belt_cmd in (_BeltCmd.STOP, _BeltCmd.PAUSE)
                 self._belt_cmd = _BeltCmd.STOP if isinstance(command, StopCmd) else _BeltCmd.PAUSE
                 self._rest_cmd_t = now
                 self._rest_cmd_accepted_t = None
                 self._commanded = 0.0
                 self._start_phase = None
                 self._lag_since = None
-                self._excess_since = None
+                if not already_resting:
+                    # What we expect drops to 0 now: a new run of "above what we asked"
+                    # starts. A Stop after a Pause expects the same 0, and restarting the run
+                    # there would forget its lowest reading and let a runaway climb further.
+                    self._excess_since = None
                 self._stop_unconfirmed_alarmed = False
             case StartResume():
                 self._belt_cmd = _BeltCmd.RUN

@@ -806,6 +806,23 @@ def test_speed_still_reported_while_paused_is_tolerated_unless_rising():
     assert g.ended_reason is EndReason.NOT_OBEYING
 
 
+def test_a_stop_after_a_pause_keeps_watching_for_a_runaway():
+    """Found by the property tests: Stop after Pause reset the "rising unasked" run, so its
+    lowest reading was forgotten and a runaway could climb further before it was caught."""
+    g = Governor(FLAT)
+    t = start_running(g)
+    g.handle(SetSpeed(t, 2.0))
+    t, _ = follow(g, t, t + 15)
+    assert cmds(g.handle(Pause(t))) == [PauseCmd()]
+    for k, v in enumerate([1.8, 1.5, 1.2, 1.0], start=1):  # slowing, acks held back
+        assert cmds(g.handle(Telemetry(t + k * 0.25, v))) == []
+    assert cmds(g.handle(StopBelt(t + 1.1))) == [StopCmd()]
+    assert cmds(g.handle(Telemetry(t + 1.25, 1.1))) == []  # runs away from its low of 1.0
+    out = g.handle(Telemetry(t + 1.5, 1.2))
+    assert cmds(out) == [StopCmd()]
+    assert g.ended_reason is EndReason.NOT_OBEYING
+
+
 def test_a_single_stray_zero_frame_changes_nothing():
     g = Governor(FLAT)
     t = start_running(g)

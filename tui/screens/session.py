@@ -16,13 +16,12 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual import events
 from textual.widgets import Footer, ProgressBar, Sparkline, Static
 
 from safety import Pause, Resume, SafetyConfig, StepIncline, StepSpeed
