@@ -1,0 +1,1 @@
+"""The treadmill side: FTMS codec and client, scanning, config, programs, sessions, CLI."""
