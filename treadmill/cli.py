@@ -33,6 +33,7 @@ from treadmill.config import (
 from treadmill.connection import SimulatorOptions, make_simulator, open_client
 from treadmill.errors import TreadmillError, describe_bluetooth_error
 from treadmill.events import LinkLost, StatusEvent, TelemetrySample
+from treadmill.ftms import Range
 from treadmill.programs import (
     Program,
     TurnAroundItem,
@@ -254,10 +255,10 @@ def forget(address: str) -> None:
 
 
 def info_as_dict(info: DeviceInfo) -> dict[str, object]:
-    def rng(r: object) -> dict[str, float] | None:
+    def rng(r: Range | None) -> dict[str, float] | None:
         if r is None:
             return None
-        return {"min": r.minimum, "max": r.maximum, "step": r.step}  # type: ignore[attr-defined]
+        return {"min": r.minimum, "max": r.maximum, "step": r.step}
 
     return {
         "name": info.name,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from bleak import BleakClient
@@ -289,12 +289,14 @@ class FtmsClient:
             log.warning("reading %s failed: %s", uuid, exc)
             return None
 
-    async def _read_range(self, uuid: str, decode: object) -> ftms.Range | None:
+    async def _read_range(
+        self, uuid: str, decode: Callable[[bytes], ftms.Range]
+    ) -> ftms.Range | None:
         raw = await self._read_optional(uuid)
         if raw is None:
             return None
         try:
-            return decode(raw)  # type: ignore[operator]
+            return decode(raw)
         except ftms.MalformedPacket as exc:
             self.malformed_packets += 1
             log.warning("%s", exc)

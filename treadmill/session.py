@@ -34,10 +34,8 @@ from safety import (
     Notice,
     Orientation,
     OrientationChanged,
-    Pause,
     PauseCmd,
     Refused,
-    Resume,
     SafetyConfig,
     SetIncline,
     SetSpeed,
@@ -139,7 +137,6 @@ class SessionRunner:
         self.last_sample: TelemetrySample | None = None
         self.current_step: WalkItem | None = None
         self.step_remaining_s = 0.0
-        self.elapsed_s = 0.0
         self._finished = False
 
     # ---- what the UI calls -----------------------------------------------------------------
@@ -438,5 +435,3 @@ def describe_next(item: TurnAroundItem | WalkItem | None) -> str | None:
             return f"Next: {step.orientation} at {step.speed_kmh:g} km/h"
     return None
 
-
-__all__ = ["Pause", "Resume", "SessionEvent", "SessionResult", "SessionRunner"]
