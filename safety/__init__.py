@@ -11,11 +11,13 @@ from .governor import ApprovedCommand, Governor, Output
 from .limits import Envelope, envelope_for
 from .states import SETPOINT_STATES, TRANSITIONS, Trigger, next_state
 from .types import (
+    AcknowledgeStop,
     Alarm,
     AlarmKind,
     Command,
     CommandAccepted,
     CommandFailed,
+    CommandVoided,
     ConfirmTurned,
     EmergencyStop,
     Ended,
@@ -60,12 +62,14 @@ __all__ = [
     "SETPOINT_STATES",
     "TRANSITIONS",
     "UNLOCKED_BACKWARD_INCLINE_PCT",
+    "AcknowledgeStop",
     "Alarm",
     "AlarmKind",
     "ApprovedCommand",
     "Command",
     "CommandAccepted",
     "CommandFailed",
+    "CommandVoided",
     "ConfirmTurned",
     "EmergencyStop",
     "EndReason",

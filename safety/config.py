@@ -169,9 +169,15 @@ def _check_value(name: str, value: object, *, hard: bool, unlocked: bool) -> Non
         raise ValueError(
             f"{name} = {value!r} is not a number: {_describe(name, lo, hi, rng, hard=hard)}"
         )
+    # NaN passes no comparison and inf is no setting: refuse both by name, first. (Booleans
+    # were refused above: True is an int to Python, not a number to a person.)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(
+            f"{name} = {value!r} must be a finite number: {_describe(name, lo, hi, rng, hard=hard)}"
+        )
     if rng.integer and not isinstance(value, int):
         raise ValueError(f"{name} = {value!r} must be a whole number ({rng.unit})")
-    if not math.isfinite(value) or not lo <= value <= hi:
+    if not lo <= value <= hi:
         message = f"{name} = {value!r} is not allowed: {_describe(name, lo, hi, rng, hard=hard)}"
         if name == "backward_incline_cap_pct" and not unlocked:
             message += (

@@ -9,14 +9,16 @@ from typing import Final
 
 from .config import UNLOCKED_BACKWARD_INCLINE_PCT, SafetyConfig
 from .limits import EPS, Envelope, envelope_for, snap_down
-from .states import SETPOINT_STATES, Trigger, next_state
+from .states import SETPOINT_STATES, StartPhase, Trigger, next_state
 from .types import (
     SETPOINT_COMMANDS,
+    AcknowledgeStop,
     Alarm,
     AlarmKind,
     Command,
     CommandAccepted,
     CommandFailed,
+    CommandVoided,
     ConfirmTurned,
     EmergencyStop,
     Ended,
@@ -65,7 +67,17 @@ MOTION_KMH: Final = 0.1  # a reading at or above this after StartResume is "belt
 RISE_KMH: Final = 0.2
 STOP_SETTLE_S: Final = 3.0  # at the stop-from speed: send Stop once confirmed, or after this
 STOP_ALLOWANCE_S: Final = 3.0  # time we allow the machine to stop from the stop-from speed
-MAX_STOP_RETRIES: Final = 3
+# Stop until still: after a stop decision Stop is re-sent until the belt has been seen at rest
+# this long (the same dwell a turn-around needs), the link is gone, or the person takes over.
+STILL_S: Final = 3.0
+STOP_RETRY_FIRST_S: Final = 0.25  # a refused Stop: first retry, doubling up to the max
+STOP_RETRY_MAX_S: Final = 2.0
+STOP_RESEND_AFTER_ACCEPT_S: Final = 3.0  # accepted, but the belt still moves: send it again
+# An answer the runner never reported (it always does: the client times out at 5 s) must not
+# block the link for ever.
+IN_FLIGHT_GIVE_UP_S: Final = 12.0
+UNKNOWN_BELT_WAIT_S: Final = 2.0  # at a start: wait this long for a first reading, then probe
+RESUME_AFTER_PAUSE_S: Final = 5.0  # a belt still reporting speed this long after Pause: stale
 INCLINE_S_PER_PCT: Final = 2.0  # incline never reported: assume a slow motor (0.5 % per s)
 INCLINE_SETTLE_TIMEOUT_S: Final = 30.0
 MAX_INCLINE_KEY_STEP_PCT: Final = 1.0
@@ -107,9 +119,7 @@ class _BeltCmd(StrEnum):
     PAUSE = "pause"
 
 
-class _StartPhase(StrEnum):
-    AWAIT_CONTROL = "await_control"  # RequestControl sent, waiting for CommandAccepted
-    AWAIT_MOTION = "await_motion"  # StartResume sent, waiting for telemetry to show motion
+_StartPhase = StartPhase
 
 
 class _Intent(StrEnum):
@@ -195,7 +205,8 @@ class Governor:
         self._target = 0.0
         self._commanded = 0.0
         self._last_speed_cmd_t = -math.inf
-        self._last_down_t = -math.inf
+        self._last_down_t = -math.inf  # the last decrease's answer (its approval until then)
+        self._last_down_emit_t = -math.inf
         self._speed_confirmed = False
         self._unanswered: list[Command] = []
         self._hold_reason: str | None = None
@@ -237,9 +248,21 @@ class Governor:
         self._total_s = 0.0
         self._last_backward_motion_t = -math.inf
         self._bout_limit_hit = False
-        # Stop retries (rule: a failed Stop is retried on Tick, a bounded number of times)
-        self._stop_retry_due = False
-        self._stop_retries_left = MAX_STOP_RETRIES
+        # one command in flight: the next non-Stop command waits for the last one's answer
+        self._in_flight: Command | None = None
+        self._in_flight_t = -math.inf
+        self._in_flight_undo: tuple[float, float | None] | None = None
+        self._deferred: Command | None = None
+        self._stops_in_flight = 0
+        # stop until still (rule: a stop decision holds until the belt is seen at rest)
+        self._stop_wanted = False
+        self._stop_once = False  # control lost or reset: one attempt, never a retry loop
+        self._stop_accepted = False  # a Stop was accepted since the decision
+        self._next_stop_t = math.inf
+        self._stop_backoff = STOP_RETRY_FIRST_S
+        self._stop_refused_alarmed = False
+        self._seen_zero = False  # reports 0 km/h when still: its silence is never rest
+        self._start_requested_t = -math.inf
         # per-call output
         self._cmds: list[ApprovedCommand] = []
         self._notices: list[Notice] = []
@@ -388,6 +411,9 @@ class Governor:
         self._state = S.ENDED
         self._belt_cmd = _BeltCmd.STOP
         self._commanded = 0.0
+        self._stop_wanted = True
+        self._stops_in_flight += 1
+        self._next_stop_t = math.inf
         message = f"internal error in the safety governor ({type(exc).__name__}): {_ACTIONABLE}"
         out: list[Output] = [
             ApprovedCommand(StopCmd(), self._now, _MINT),
@@ -404,8 +430,12 @@ class Governor:
             # Before anything else, so StopCmd is the first output.
             self._on_emergency_stop()
             return
+        if isinstance(event, AcknowledgeStop):
+            self._on_acknowledge_stop(event)
+            return
         if self._state is S.ENDED:
             self._handle_ended(event)
+            self._after_event(event)
             return
         # The fatal time-based checks first: a gap that began before this event is still a
         # gap (only they run here, so what comes out of them is a lone StopCmd and the end).
@@ -418,17 +448,32 @@ class Governor:
             self._check_conditions()
         # Setpoints (ramp steps, incline changes, the Stop at the end of a ramp) are decided
         # on Tick and Telemetry only: a request changes targets, the clock moves the belt.
+        if self._state is S.STARTING and not self._cmds:
+            self._advance_start()
         if (
             isinstance(event, Tick | Telemetry)
-            and self._state in (S.RUNNING, S.STOPPING)
+            and self._state in (S.RUNNING, S.STOPPING, S.AWAITING_TURN)
             and not self._cmds
         ):
             self._drive()
+        self._after_event(event)
+
+    def _after_event(self, event: object) -> None:
+        """What any event may unblock: a deferred command, a due Stop re-send."""
+        if self._cmds:
+            return
+        if self._in_flight is not None and self._now - self._in_flight_t > IN_FLIGHT_GIVE_UP_S:
+            self._in_flight = None
+        if isinstance(event, Tick):
+            self._keep_stopping()  # Stop re-sends come on the clock, paced by back-off
+        if not self._cmds and self._deferred is not None and self._link_free():
+            command, self._deferred = self._deferred, None
+            self._emit(command)
 
     def _dispatch(self, event: object) -> None:
         match event:
             case Tick():
-                self._retry_stop_if_due()
+                pass  # time was advanced above; the checks below use it
             case Telemetry():
                 self._on_telemetry(event)
             case MachineStatus():
@@ -439,6 +484,8 @@ class Governor:
                 self._on_accepted(event.command)
             case CommandFailed():
                 self._on_failed(event.command, str(event.reason))
+            case CommandVoided():
+                self._on_voided(event.command)
             case Request():
                 self._on_request(event)
             case _:
@@ -448,7 +495,6 @@ class Governor:
         # After the end only StopCmd may go out: retries of a failed Stop, and EmergencyStop.
         match event:
             case Tick():
-                self._retry_stop_if_due()
                 self._check_stop_confirmed()
             case Telemetry():
                 self._on_telemetry(event)
@@ -456,13 +502,15 @@ class Governor:
             case MachineStatus(kind=StatusKind.CONTROL_LOST | StatusKind.RESET):
                 self._has_control = False
                 self._control_lost = True
-                self._stop_retry_due = False
+                self._stop_once = True
             case LinkLost():
                 self._on_link_lost()
             case CommandAccepted():
                 self._on_accepted(event.command)
             case CommandFailed():
                 self._on_failed(event.command, str(event.reason))
+            case CommandVoided():
+                self._on_voided(event.command)
             case Request():
                 reason = self._ended_reason.value if self._ended_reason else "ended"
                 self._refuse(
@@ -491,28 +539,41 @@ class Governor:
     # ------------------------------------------------------------ belt at rest?
 
     def _rest_since(self) -> float | None:
-        """Since when the belt is known to be at rest; None if it is or may be moving."""
+        """Since when the belt is known to be at rest; None if it is or may be moving.
+
+        Rest is seen, never assumed: only readings taken after the last Stop/Pause count
+        (_zero_since is cleared when one is sent), and before any reading the belt is unknown.
+        """
         if self._belt_cmd is _BeltCmd.RUN:
             return None
         m = self._measured
-        if self._belt_cmd is _BeltCmd.NONE:
-            # We never started it: at rest unless telemetry says otherwise. The dwell still
-            # needs evidence: zeros count from the first zero reading.
-            if m is None:
-                return self._t0
-            return self._zero_since if m <= ZERO_KMH else None
-        if m is not None and m <= ZERO_KMH:
+        if m is not None and m <= ZERO_KMH and self._zero_since is not None:
             return self._zero_since
         accepted = self._rest_cmd_accepted_t
-        if accepted is None:
+        if self._belt_cmd is _BeltCmd.NONE or accepted is None:
             return None
         if m is None or self._last_speed_t is None:
             return accepted  # never reported any speed: a silent machine
+        if self._seen_zero:
+            return None  # it reports 0 when still: silence here is a drop-out, not rest
         if m <= self._env.start_speed_kmh + self._env.speed_tolerance_kmh:
             # Stop/Pause accepted at a slow speed, then silence: the "silent when stopped"
             # quirk. Any later frame moves _last_speed_t, so a stray frame resets the dwell.
             return max(self._last_speed_t, accepted)
         return None
+
+    def _belt_unknown(self) -> bool:
+        """Nothing commanded and nothing read yet: the belt may be still or moving."""
+        return self._belt_cmd is _BeltCmd.NONE and self._last_speed_t is None
+
+    def _belt_moving_now(self) -> bool:
+        """A fresh reading shows motion (not a lone stray value)."""
+        m = self._measured
+        return m is not None and m > ZERO_KMH and self._telemetry_fresh()
+
+    def _link_free(self) -> bool:
+        """One command in flight: nothing else until the last one was answered."""
+        return self._in_flight is None and self._stops_in_flight == 0
 
     def _moving_ref_t(self) -> float:
         times = [
@@ -533,24 +594,46 @@ class Governor:
             raise RuntimeError("RequestControl after control was lost")
         if self._cmds and not isinstance(command, StopCmd):
             raise RuntimeError(f"second command in one call: {command!r} after {self._cmds!r}")
+        if not isinstance(command, StopCmd) and not self._link_free():
+            if _is_setpoint(command):
+                raise RuntimeError(f"setpoint while a command is in flight: {command!r}")
+            # One command in flight: a start step or a pause goes once the link is free.
+            self._deferred = command
+            return
         approved = ApprovedCommand(command, self._now, _MINT)
         now = self._now
         if isinstance(command, StopCmd):
-            # A Stop is alone and first: drop anything else approved in this call.
+            # A Stop is alone and first: drop anything else approved in this call, and
+            # anything still waiting to go (the runner voids its queue too).
             self._cmds = [approved]
+            self._deferred = None
             self._unanswered = [c for c in self._unanswered if not _is_setpoint(c)]
+            self._stops_in_flight += 1
+            if not self._stop_wanted:
+                self._stop_wanted = True
+                self._stop_accepted = False
+                self._stop_backoff = STOP_RETRY_FIRST_S
+                self._stop_refused_alarmed = False
+            self._next_stop_t = math.inf  # set again by its answer
         else:
             self._cmds.append(approved)
+            self._in_flight = command
+            self._in_flight_t = now
+            self._in_flight_undo = None
         match command:
             case StopCmd() | PauseCmd():
                 already_resting = self._belt_cmd in (_BeltCmd.STOP, _BeltCmd.PAUSE)
                 self._belt_cmd = _BeltCmd.STOP if isinstance(command, StopCmd) else _BeltCmd.PAUSE
-                self._rest_cmd_t = now
-                self._rest_cmd_accepted_t = None
                 self._commanded = 0.0
-                self._start_phase = None
+                if self._start_phase is not _StartPhase.CONFIRM_REST:
+                    self._start_phase = None
                 self._lag_since = None
                 if not already_resting:
+                    # Rest must be seen after this command: older zeros (a start countdown,
+                    # readings before a drop-out) prove nothing about the belt from now on.
+                    self._rest_cmd_t = now
+                    self._rest_cmd_accepted_t = None
+                    self._zero_since = None
                     # What we expect drops to 0 now: a new run of "above what we asked"
                     # starts. A Stop after a Pause expects the same 0, and restarting the run
                     # there would forget its lowest reading and let a runaway climb further.
@@ -562,14 +645,19 @@ class Governor:
                 self._fresh = False
                 self._excess_since = None
                 self._speed_confirmed = False
+                # A deliberate start ends the previous stop decision (it was seen through).
+                self._stop_wanted = False
             case SetTargetSpeed(kmh=kmh):
+                self._in_flight_undo = (self._commanded, None)
                 if kmh < self._commanded - EPS:
                     self._last_down_t = now
+                    self._last_down_emit_t = now
                 self._commanded = kmh
                 self._last_speed_cmd_t = now
                 self._speed_confirmed = False
                 self._unanswered.append(command)
             case SetTargetIncline(pct=pct):
+                self._in_flight_undo = (math.nan, self._commanded_incline)
                 self._incline_from = (
                     self._commanded_incline
                     if self._commanded_incline is not None
@@ -621,8 +709,6 @@ class Governor:
 
     def _on_emergency_stop(self) -> None:
         # From any state, including ENDED: the big key always works.
-        self._stop_retries_left = MAX_STOP_RETRIES
-        self._stop_retry_due = False
         self._emit(StopCmd())
         if self._state is not S.ENDED:
             self._end(
@@ -685,6 +771,7 @@ class Governor:
         now = self._now
         self._measured = v
         if v <= ZERO_KMH:
+            self._seen_zero = True
             if self._zero_since is None:
                 self._zero_since = now
         else:
@@ -748,8 +835,8 @@ class Governor:
         )
 
     def _on_belt_moving(self) -> None:
-        if self._cmds:
-            return  # one command per call; the next frame will do it
+        if self._cmds or not self._link_free():
+            return  # one command per call, one in flight; the next frame will do it
         # Only now may a speed be set: a speed sent to a stopped belt is ignored, or makes
         # some machines disconnect.
         self._emit(SetTargetSpeed(self._env.start_speed_kmh))
@@ -824,11 +911,12 @@ class Governor:
                     alarm=AlarmKind.SAFETY_KEY,
                 )
             case StatusKind.CONTROL_LOST | StatusKind.RESET:
-                # Never re-request control: the belt must never restart by itself. And no
-                # command: we no longer hold control.
+                # Never re-request control: the belt must never restart by itself. One Stop
+                # anyway, never retried: if control really moved the treadmill refuses it and
+                # nothing is lost; if the byte was garbage, the belt stops.
                 self._has_control = False
                 self._control_lost = True
-                self._stop_retry_due = False  # a retry cannot succeed without control
+                self._stop_once = True
                 lost = kind is StatusKind.CONTROL_LOST
                 self._fatal(
                     EndReason.CONTROL_LOST if lost else EndReason.MACHINE_RESET,
@@ -837,8 +925,8 @@ class Governor:
                         if lost
                         else "the treadmill reset itself"
                     )
-                    + f": the app can no longer stop the belt. {_ACTIONABLE}",
-                    stop=False,
+                    + f": the app may no longer be able to stop the belt. {_ACTIONABLE}",
+                    stop=True,
                     alarm=AlarmKind.CONTROL_LOST if lost else AlarmKind.MACHINE_RESET,
                 )
             case StatusKind.STOPPED_BY_USER:
@@ -919,7 +1007,10 @@ class Governor:
         self._link_lost = True
         self._has_control = False
         self._unanswered.clear()
-        self._stop_retry_due = False
+        self._in_flight = None
+        self._deferred = None
+        self._stops_in_flight = 0
+        self._stop_wanted = False  # nothing can reach the belt any more: the alarm says so
         message = (
             f"Bluetooth link lost: the app can no longer stop the belt. {_ACTIONABLE}. "
             "The session has ended; nothing will restart by itself"
@@ -931,9 +1022,48 @@ class Governor:
 
     # ------------------------------------------------------------ command answers
 
+    def _answered(self, command: Command | None) -> None:
+        """The link is free again once the command in flight has its answer."""
+        if isinstance(command, StopCmd):
+            self._stops_in_flight = max(0, self._stops_in_flight - 1)
+        elif command is not None and command == self._in_flight:
+            self._in_flight = None
+
+    def _on_voided(self, command: object) -> None:
+        command = _unwrap(command)
+        self._forget_unanswered(command)
+        if isinstance(command, StopCmd):
+            self._stops_in_flight = max(0, self._stops_in_flight - 1)
+            return
+        if command is None or command != self._in_flight:
+            return
+        self._in_flight = None
+        # It never reached the belt: what we believe we told it goes back to what it was.
+        undo = self._in_flight_undo
+        if undo is not None and self._belt_cmd is _BeltCmd.RUN:
+            speed, incline = undo
+            if isinstance(command, SetTargetSpeed):
+                self._commanded = speed
+            elif isinstance(command, SetTargetIncline):
+                self._commanded_incline = incline
+        if isinstance(command, RequestControl | StartResume | PauseCmd) and (
+            self._state in (S.STARTING, S.PAUSED)
+        ):
+            self._deferred = command  # still wanted: it goes once the link is free
+
+    def _on_acknowledge_stop(self, req: AcknowledgeStop) -> None:
+        # The person has seen that the belt would not stop and takes over at the console.
+        if self._stop_wanted:
+            self._stop_wanted = False
+            self._alarm(
+                AlarmKind.COMMAND_FAILED,
+                f"Stop is no longer re-sent: {_ACTIONABLE} if the belt still moves",
+            )
+
     def _on_accepted(self, command: object) -> None:
         command = _unwrap(command)
         self._forget_unanswered(command)
+        self._answered(command)
         match command:
             case RequestControl():
                 if self._control_lost or self._link_lost:
@@ -948,21 +1078,31 @@ class Governor:
                         self._start_phase = None
                         self._goto(Trigger.START_FAILED)
                         return
-                    self._send_start()
+                    self._advance_start()
             case StopCmd():
-                self._stop_retry_due = False
-                self._stop_retries_left = MAX_STOP_RETRIES
+                self._stop_accepted = True
+                self._stop_backoff = STOP_RETRY_FIRST_S
+                self._next_stop_t = self._now + STOP_RESEND_AFTER_ACCEPT_S
                 if self._belt_cmd is _BeltCmd.STOP and self._rest_cmd_accepted_t is None:
                     self._rest_cmd_accepted_t = self._now
             case PauseCmd():
                 if self._belt_cmd is _BeltCmd.PAUSE and self._rest_cmd_accepted_t is None:
                     self._rest_cmd_accepted_t = self._now
+            case SetTargetSpeed():
+                # Pacing counts from the answer, not the approval: a treadmill that answers
+                # late must not get the next step sooner than one that answers at once.
+                if self._last_down_t == self._last_speed_cmd_t:
+                    self._last_down_t = self._now
+                self._last_speed_cmd_t = self._now
+            case SetTargetIncline():
+                self._last_incline_cmd_t = self._now
             case _:
                 pass
 
     def _on_failed(self, command: object, reason: str) -> None:
         command = _unwrap(command)
         self._forget_unanswered(command)
+        self._answered(command)
         if isinstance(command, StopCmd):
             self._on_stop_failed(reason)
             return
@@ -970,6 +1110,17 @@ class Governor:
             return
         match command:
             case RequestControl():
+                if self._state is S.STOPPING and not self._has_control:
+                    # A belt started at the console that we meant to slow down.
+                    self._belt_cmd = _BeltCmd.NONE
+                    self._fatal(
+                        EndReason.ERROR,
+                        f"the treadmill refused remote control ({reason}), so the app can't "
+                        f"slow the moving belt: {_ACTIONABLE}",
+                        stop=False,
+                        alarm=AlarmKind.START_FAILED,
+                    )
+                    return
                 if self._state is S.STARTING and self._start_phase is _StartPhase.AWAIT_CONTROL:
                     self._start_phase = None
                     self._alarm(
@@ -1021,20 +1172,56 @@ class Governor:
                 pass
 
     def _on_stop_failed(self, reason: str) -> None:
-        retry = self._has_control and not self._link_lost and self._stop_retries_left > 0
-        self._stop_retry_due = retry
+        if self._stops_in_flight > 0:
+            return  # another Stop is on its way: its answer decides
+        retry = self._stop_wanted and not self._link_lost and not self._stop_once
+        if retry:
+            self._next_stop_t = self._now + self._stop_backoff
+            self._stop_backoff = min(self._stop_backoff * 2, STOP_RETRY_MAX_S)
+        if self._stop_accepted and self._rest_since() is not None:
+            return  # an extra Stop refused by a belt that is already stopping or still
+        if self._start_phase is _StartPhase.CONFIRM_REST and self._state is S.STARTING:
+            self._start_phase = None
+            self._stop_wanted = False
+            self._alarm(
+                AlarmKind.START_FAILED,
+                f"the treadmill did not accept Stop ({reason}), so the app can't be sure the "
+                "belt is still: it was not started. Press Start to try again",
+            )
+            self._goto(Trigger.START_FAILED)
+            return
         message = f"the treadmill did not accept Stop ({reason}): {_ACTIONABLE}"
-        if not retry:
-            message += " now"
-        self._alarm(AlarmKind.COMMAND_FAILED, message)
+        message += "; Stop is sent again until the belt is still" if retry else " now"
+        if not self._stop_refused_alarmed:
+            self._stop_refused_alarmed = True
+            self._alarm(AlarmKind.COMMAND_FAILED, message)
         if self._state is not S.ENDED:
             self._end(EndReason.ERROR, message, Trigger.FATAL)
+        elif self._ended_reason is EndReason.COMPLETED:
+            # "Completed" must not stand while the last Stop was refused.
+            self._ended_reason = EndReason.ERROR
 
-    def _retry_stop_if_due(self) -> None:
-        if self._stop_retry_due and self._stop_retries_left > 0:
-            self._stop_retry_due = False
-            self._stop_retries_left -= 1
-            self._emit(StopCmd())
+    def _keep_stopping(self) -> None:
+        """Stop until still: re-send Stop (with back-off) until the belt is seen at rest."""
+        if not self._stop_wanted or self._cmds:
+            return
+        if self._link_lost:
+            self._stop_wanted = False
+            return
+        since = self._rest_since()
+        if since is not None and self._now - since >= STILL_S - EPS:
+            self._stop_wanted = False  # seen through: the belt is still
+            return
+        if self._stops_in_flight or self._stop_once or self._now < self._next_stop_t - EPS:
+            return
+        if self._stop_accepted and since is not None:
+            return  # accepted and at rest: only the dwell is left to see through
+        self._emit(StopCmd())
+
+    @property
+    def stopping_until_still(self) -> bool:
+        """A stop decision is still being carried out (Stop re-sent until the belt is still)."""
+        return self._stop_wanted or self._stops_in_flight > 0
 
     def _forget_unanswered(self, command: Command | None) -> None:
         if command is not None and command in self._unanswered:
@@ -1112,10 +1299,9 @@ class Governor:
         hr = self._hr
         if cap is not None and self._hr_since is not None and hr is not None and hr > cap:
             return f"heart rate {hr} bpm is above your limit of {cap} bpm: rest until it drops"
-        # A start from standstill needs the belt known to be at rest (a stale reading of
-        # motion is not rest). Resume is exempt: some machines report their last speed
-        # while paused.
-        if not resuming and self._rest_since() is None:
+        # A start from standstill needs the belt at rest. Moving (a fresh reading) is
+        # refused here; unknown (no reading yet, or silence) is settled by the start phases.
+        if not resuming and self._rest_since() is None and self._belt_moving_now():
             return "the belt is still moving: wait until it has stopped"
         # Starting the belt is a speed change: not within the gap after an incline change.
         wait = self._last_incline_cmd_t + cfg.speed_incline_gap_s - self._now
@@ -1135,6 +1321,9 @@ class Governor:
                 f"you are facing {self._orientation}: use Turn around before walking {orientation}",
             )
             return
+        if self._belt_cmd is _BeltCmd.NONE and self._belt_moving_now():
+            self._slow_moving_belt(req)
+            return
         why = self._start_refusal(orientation, resuming=False)
         if why is not None:
             self._refuse(req, why)
@@ -1146,8 +1335,131 @@ class Governor:
         self._target = self._env.start_speed_kmh
         self._target_incline = self._initial_incline_target()
         self._start_request = req
+        self._start_requested_t = self._now
         self._goto(Trigger.START)
-        self._send_start()
+        self._start_phase = None
+        self._advance_start()
+
+    def _measured_moving(self) -> bool:
+        m = self._measured
+        return m is not None and m > ZERO_KMH
+
+    def _slow_moving_belt(self, req: Request) -> None:
+        """Start asked for on a belt that is already running (started at the console):
+        never Start it; take control and ramp it down to a stop first."""
+        m = self._measured or 0.0
+        self._refuse(
+            req,
+            f"the belt is already moving ({m:.1f} km/h): slowing it to a stop first; "
+            "the walk starts once it has stopped",
+        )
+        env = self._env
+        self._belt_cmd = _BeltCmd.RUN
+        self._run_cmd_t = self._now
+        self._commanded = min(
+            max(snap_down(m, env.speed_min_kmh, env.speed_step_kmh), env.speed_min_kmh),
+            self._limits.speed_max_kmh,
+        )
+        self._target = 0.0
+        self._last_down_t = self._now
+        self._speed_confirmed = False
+        self._intent = _Intent.STOP
+        self._goto(Trigger.SLOW_MOVING_BELT)
+        if not self._has_control:
+            self._emit(RequestControl())
+
+    def _deck_refusal(self, env: Envelope) -> str | None:
+        """Why the deck is not yet within the incline limit for walking this way, or None."""
+        if env.orientation is not Orientation.BACKWARD:
+            return None
+        limit = env.incline_cap_pct if env.incline_cap_pct is not None else 0.0
+        tol = env.incline_tolerance_pct
+        if self._incline_reported and self._measured_incline is not None:
+            if self._measured_incline > limit + tol:
+                return f"the deck is at {self._measured_incline:.1f} %"
+            if self._commanded_incline is not None and not self._incline_settled():
+                return "the deck is still moving"
+            return None
+        if self._commanded_incline is not None:
+            if self._commanded_incline > limit + tol:
+                return f"the deck was set to {self._commanded_incline:.1f} %"
+            if not self._incline_settled():
+                return "the deck is still moving"
+            return None
+        if self._limits.incline_supported and env.incline_cap_pct is not None:
+            return "the deck's incline is not known"
+        return None
+
+    def _advance_start(self) -> None:
+        """Move a start (or resume) along, one answer or reading at a time: control, rest
+        seen, deck level for walking backward, then StartResume."""
+        if self._state is not S.STARTING or self._cmds or not self._link_free():
+            return
+        phase = self._start_phase
+        if phase is _StartPhase.AWAIT_MOTION or self._deferred is not None:
+            return
+        if not self._has_control:
+            if phase is not _StartPhase.AWAIT_CONTROL:
+                self._start_phase = _StartPhase.AWAIT_CONTROL
+                self._emit(RequestControl())
+            return
+        resuming = isinstance(self._start_request, Resume)
+        if self._rest_since() is None and not self._resume_may_go(resuming):
+            if self._belt_moving_now() and phase is not _StartPhase.CONFIRM_REST:
+                self._abort_start("the belt is moving: it was not started. Press Start again "
+                                  "once it has stopped")
+                return
+            if phase is not _StartPhase.CONFIRM_REST:
+                if self._belt_unknown() and (
+                    self._now - self._start_requested_t < UNKNOWN_BELT_WAIT_S - EPS
+                ):
+                    return  # a first reading usually comes within a second
+                # Unknown (or silent): a Stop makes rest visible (silence after an accepted
+                # Stop, or fresh zeros); it never moves a still belt.
+                self._start_phase = _StartPhase.CONFIRM_REST
+                self._emit(StopCmd())
+            return
+        deck = self._deck_refusal(self._env)
+        if deck is not None:
+            cap = self._env.incline_cap_pct
+            if cap is None:
+                self._abort_start(f"{deck}: lower it to 0 % at the console before walking "
+                                  "backward")
+                return
+            if phase is not _StartPhase.LEVEL_DECK:
+                self._start_phase = _StartPhase.LEVEL_DECK
+                self._target_incline = self._env.clamp_incline(0.0)
+                if self._target_incline is not None:
+                    unknown = self._incline_basis() is None
+                    self._emit(SetTargetIncline(self._target_incline))
+                    if unknown and not self._incline_reported:
+                        # Never reported: assume the worst (the top of the range) and give
+                        # the motor the time it would need from there.
+                        self._incline_from = self._limits.incline_max_pct
+            return
+        wait = self._last_incline_cmd_t + self._config.speed_incline_gap_s - self._now
+        if wait > EPS:
+            return  # starting the belt is a speed change: not within the gap after the deck
+        self._belt_cmd_before_start = self._belt_cmd
+        self._start_phase = _StartPhase.AWAIT_MOTION
+        self._emit(StartResume())
+
+    def _resume_may_go(self, resuming: bool) -> bool:
+        """Resume on a machine that keeps reporting its last speed while paused: once the
+        pause has long been accepted and the readings are not changing, they are stale."""
+        accepted = self._rest_cmd_accepted_t
+        return (
+            resuming
+            and self._belt_cmd is _BeltCmd.PAUSE
+            and accepted is not None
+            and self._now - accepted >= RESUME_AFTER_PAUSE_S - EPS
+            and not self._excess_since
+        )
+
+    def _abort_start(self, why: str) -> None:
+        self._start_phase = None
+        self._alarm(AlarmKind.START_FAILED, why)
+        self._goto(Trigger.START_FAILED)
 
     def _initial_incline_target(self) -> float | None:
         env = self._env
@@ -1177,18 +1489,10 @@ class Governor:
         if self._target_incline is None:
             self._target_incline = self._initial_incline_target()
         self._start_request = req
+        self._start_requested_t = self._now
         self._goto(Trigger.RESUME)
-        self._send_start()
-
-    def _send_start(self) -> None:
-        # Request Control first; StartResume only once the runner reports CommandAccepted.
-        if self._has_control:
-            self._belt_cmd_before_start = self._belt_cmd
-            self._emit(StartResume())
-            self._start_phase = _StartPhase.AWAIT_MOTION
-        else:
-            self._emit(RequestControl())
-            self._start_phase = _StartPhase.AWAIT_CONTROL
+        self._start_phase = None
+        self._advance_start()
 
     def _on_pause(self, req: Pause) -> None:
         if self._state is S.STARTING and self._start_phase is not _StartPhase.AWAIT_MOTION:
@@ -1476,6 +1780,8 @@ class Governor:
             check()
 
     def _check_watchdog(self) -> None:
+        if self._belt_unknown():
+            return  # nothing commanded, nothing read: not yet acting on a belt we can't see
         if self._rest_since() is not None:
             # At rest (or stopped and silent): silence is normal here.
             if self._link_state is LinkState.STALE:
@@ -1526,7 +1832,22 @@ class Governor:
             )
 
     def _check_start_timeout(self) -> None:
-        if self._state is not S.STARTING or self._start_phase is not _StartPhase.AWAIT_MOTION:
+        if self._state is not S.STARTING:
+            return
+        phase = self._start_phase
+        if phase in (_StartPhase.CONFIRM_REST, _StartPhase.LEVEL_DECK) and not self._cmds:
+            allowed = self._config.start_timeout_s
+            if phase is _StartPhase.LEVEL_DECK:
+                allowed += INCLINE_SETTLE_TIMEOUT_S
+            if self._now - self._start_requested_t >= allowed:
+                why = (
+                    "the belt did not come to rest"
+                    if phase is _StartPhase.CONFIRM_REST
+                    else "the deck did not come down"
+                )
+                self._abort_start(f"{why}: it was not started. Press Start to try again")
+            return
+        if phase is not _StartPhase.AWAIT_MOTION:
             return
         run_t = self._run_cmd_t if self._run_cmd_t is not None else self._now
         if self._now - run_t < self._config.start_timeout_s or self._cmds:
@@ -1588,6 +1909,9 @@ class Governor:
             return
         since = self._rest_since()
         ready = since is not None and self._now - since >= self._config.turnaround_dwell_s - EPS
+        # Walking backward needs a level deck: the turn waits for it to come down.
+        to_env = envelope_for(self._limits, self._config, self._turn_to)
+        ready = ready and self._deck_refusal(to_env) is None
         if ready and not self._turn_ready:
             self._turn_ready = True
             self._notice(TurnAroundReady(self._turn_to))
@@ -1619,10 +1943,34 @@ class Governor:
     # ------------------------------------------------------------ setpoints
 
     def _drive(self) -> None:
+        if not self._has_control:
+            return
+        if not self._link_free():
+            if self._state is S.RUNNING:
+                self._hold_reason = "waiting for the treadmill to accept the last command"
+            return
         if self._state is S.RUNNING:
             self._drive_running()
         elif self._state is S.STOPPING:
             self._drive_stopping()
+        elif self._state is S.AWAITING_TURN:
+            self._drive_turn()
+
+    def _drive_turn(self) -> None:
+        """Stopped for a turn: a deck above the next orientation's limit comes down first."""
+        to = self._turn_to
+        if to is None:
+            return
+        env = envelope_for(self._limits, self._config, to)
+        if self._deck_refusal(env) is None or env.incline_cap_pct is None:
+            return
+        level = env.clamp_incline(0.0)
+        if level is None or self._commanded_incline == level:
+            return
+        unknown = self._incline_basis() is None
+        self._emit(SetTargetIncline(level))
+        if unknown and not self._incline_reported:
+            self._incline_from = self._limits.incline_max_pct
 
     def _may_step_down(self) -> bool:
         now, env = self._now, self._env
@@ -1633,9 +1981,15 @@ class Governor:
 
     def _step_down_value(self, floor: float) -> float:
         env = self._env
+        # The ramp runs on time, not on answers: a treadmill that answers late gets fewer,
+        # larger decreases (at most one key press's worth), so it still slows at the ramp
+        # rate instead of at the pace of its answers.
+        continuing = self._now - self._last_down_t <= env.down_interval_s + 0.25
+        behind = env.ramp_down_kmh_per_s * (self._now - self._last_down_emit_t) if continuing else 0
+        drop = max(env.speed_step_kmh, min(behind, self._config.max_step_per_request_kmh))
         return max(
             floor,
-            snap_down(self._commanded - env.speed_step_kmh, env.speed_min_kmh, env.speed_step_kmh),
+            snap_down(self._commanded - drop + EPS, env.speed_min_kmh, env.speed_step_kmh),
         )
 
     def _drive_stopping(self) -> None:

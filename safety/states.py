@@ -30,6 +30,16 @@ class Trigger(StrEnum):
     STOPPED_FOR_TURN = "stopped_for_turn"  # ... intent was "turn around"
     STOPPED_FOR_END = "stopped_for_end"  # ... intent was "end the session"
     FATAL = "fatal"  # emergency stop, safety key, link/control lost, watchdog, not obeying
+    SLOW_MOVING_BELT = "slow_moving_belt"  # Start on a belt already moving: ramp it to a stop
+
+
+class StartPhase(StrEnum):
+    """Where a start (or resume) is: each phase waits for the answer or the reading it needs."""
+
+    AWAIT_CONTROL = "await_control"  # RequestControl sent, waiting for CommandAccepted
+    CONFIRM_REST = "confirm_rest"  # belt state unknown: Stop sent so that rest can be seen
+    LEVEL_DECK = "level_deck"  # deck above the orientation's incline limit: levelling first
+    AWAIT_MOTION = "await_motion"  # StartResume sent, waiting for telemetry to show motion
 
 
 _T = Trigger
@@ -41,6 +51,8 @@ TRANSITIONS: Final[Mapping[tuple[S, Trigger], S]] = MappingProxyType(
         (S.IDLE, _T.START): S.STARTING,
         (S.IDLE, _T.TURN_AROUND): S.AWAITING_TURN,
         (S.IDLE, _T.END_SESSION): S.ENDED,
+        (S.IDLE, _T.SLOW_MOVING_BELT): S.STOPPING,
+        (S.STOPPED, _T.SLOW_MOVING_BELT): S.STOPPING,
         (S.STARTING, _T.BELT_MOVING): S.RUNNING,
         (S.STARTING, _T.START_FAILED): S.STOPPED,
         (S.STARTING, _T.PAUSE): S.PAUSED,

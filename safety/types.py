@@ -175,6 +175,13 @@ class CommandFailed(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class CommandVoided(Event):
+    """An approved command was never written (voided by a Stop, or expired in a queue)."""
+
+    command: Command
+
+
+@dataclass(frozen=True, slots=True)
 class Request(Event):
     """Something a person, a program or a remote asks for. The governor may refuse."""
 
@@ -232,6 +239,11 @@ class TurnAround(Request):
 @dataclass(frozen=True, slots=True)
 class ConfirmTurned(Request):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class AcknowledgeStop(Request):
+    """The person has seen the stop alarm and takes over: Stop is no longer re-sent."""
 
 
 @dataclass(frozen=True, slots=True)

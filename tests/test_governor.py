@@ -52,7 +52,7 @@ from safety import (
     envelope_for,
     next_state,
 )
-from safety.governor import MAX_STOP_RETRIES
+from safety.governor import STILL_S, STOP_RETRY_MAX_S
 
 BACK = Orientation.BACKWARD
 FWD = Orientation.FORWARD
@@ -79,14 +79,30 @@ def ended(out):
     return [o for o in out if isinstance(o, Ended)]
 
 
-def start_running(g, orientation=BACK, t=0.0):
-    """From standstill to the start speed, confirmed by telemetry. Returns the time."""
+def start_running(g, orientation=BACK, t=0.0, silent=False):
+    """From standstill to the start speed, confirmed by telemetry. Returns the time.
+
+    silent: a machine that sends nothing while still (DESIGN §4); otherwise it reports 0."""
+    if not silent:
+        g.handle(Telemetry(t, 0.0))  # rest is seen, never assumed
     out = g.handle(Start(t, orientation))
     if g.has_control:
         assert cmds(out) == [StartResume()]
     else:
         assert cmds(out) == [RequestControl()]
         out = g.handle(CommandAccepted(t + 0.1, RequestControl()))
+        while silent and not cmds(out):  # no reading yet: a Stop makes rest visible
+            t = round(t + 0.25, 6)
+            out = g.handle(Tick(t))
+        if cmds(out) == [StopCmd()]:
+            out = g.handle(CommandAccepted(t + 0.1, StopCmd()))
+        if cmds(out) and isinstance(cmds(out)[0], SetTargetIncline):
+            # Walking backward on a deck of unknown incline: it is levelled before the start.
+            g.handle(CommandAccepted(t + 0.1, cmds(out)[0]))
+            while not cmds(out) or not isinstance(cmds(out)[0], StartResume):
+                t = round(t + 0.25, 6)
+                out = g.handle(Tick(t))
+                assert cmds(out) in ([], [StartResume()])
         assert cmds(out) == [StartResume()]
     g.handle(CommandAccepted(t + 0.2, StartResume()))
     start = g.start_speed_kmh
@@ -378,7 +394,9 @@ def test_next_step_waits_for_the_treadmill_to_accept_the_last():
     assert cmds(g.handle(Telemetry(t + 2.0, 1.1))) == []
     assert g.hold_reason == "waiting for the treadmill to accept the last command"
     g.handle(CommandAccepted(t + 2.1, SetTargetSpeed(1.1)))
-    assert cmds(g.handle(Telemetry(t + 2.2, 1.1))) == [SetTargetSpeed(1.2)]
+    # Pacing counts from the answer: a late answer never brings the next step forward.
+    assert cmds(g.handle(Telemetry(t + 2.2, 1.1))) == []
+    assert cmds(g.handle(Telemetry(t + 3.1, 1.1))) == [SetTargetSpeed(1.2)]
 
 
 def test_ramp_down_is_paced_but_does_not_wait_for_confirmation():
@@ -389,8 +407,11 @@ def test_ramp_down_is_paced_but_does_not_wait_for_confirmation():
     assert g.commanded_speed_kmh == 2.0
     g.handle(SetSpeed(t, 1.5))
     got = []
-    for k in range(1, 12):  # the belt never reports a lower speed
-        got += [(round(k * 0.25, 2), c.kmh) for c in cmds(g.handle(Tick(t + k * 0.25)))]
+    for k in range(1, 12):  # the belt never reports a lower speed (but answers at once)
+        out = cmds(g.handle(Tick(t + k * 0.25)))
+        got += [(round(k * 0.25, 2), c.kmh) for c in out]
+        for c in out:
+            g.handle(CommandAccepted(t + k * 0.25, c))
         g.handle(Telemetry(t + k * 0.25, 2.0))
     assert got == [(0.25, 1.9), (0.75, 1.8), (1.25, 1.7), (1.75, 1.6), (2.25, 1.5)]
 
@@ -400,6 +421,7 @@ def test_ramp_down_is_paced_but_does_not_wait_for_confirmation():
 
 def test_start_requests_control_first_and_never_sends_speed_to_a_stopped_belt():
     g = Governor(FLAT)
+    g.handle(Telemetry(0.0, 0.0))
     assert cmds(g.handle(Start(0.0, BACK))) == [RequestControl()]
     assert g.state is S.STARTING
     assert cmds(g.handle(Tick(0.5))) == []  # nothing until the runner reports the answer
@@ -414,8 +436,10 @@ def test_start_requests_control_first_and_never_sends_speed_to_a_stopped_belt():
 
 def test_program_target_given_while_starting_is_reached_by_ramping():
     g = Governor(FLAT)
+    g.handle(Telemetry(0.0, 0.0))
     g.handle(Start(0.0, BACK))
     g.handle(CommandAccepted(0.1, RequestControl()))
+    g.handle(CommandAccepted(0.15, StartResume()))
     assert refusals(g.handle(SetSpeed(0.2, 1.3))) == []
     assert g.target_speed_kmh == 1.3
     out = g.handle(Telemetry(1.0, 0.5))
@@ -452,8 +476,10 @@ def test_control_refused_means_no_start_and_a_clear_alarm():
 
 def test_belt_that_does_not_start_gets_a_stop():
     g = Governor(FLAT)
+    g.handle(Telemetry(0.0, 0.0))
     g.handle(Start(0.0, BACK))
     g.handle(CommandAccepted(0.1, RequestControl()))
+    g.handle(CommandAccepted(0.15, StartResume()))
     for k in range(1, 40):
         out = g.handle(Telemetry(0.1 + k * 0.5, 0.0))
         if cmds(out):
@@ -469,15 +495,53 @@ def test_start_refused_while_the_belt_is_moving():
     g.handle(Telemetry(0.0, 0.0))
     out = g.handle(Start(0.2, BACK))
     assert cmds(out) == [RequestControl()]
-    g2 = Governor(FLAT)
-    g2.handle(Telemetry(0.0, 2.0))
-    out = g2.handle(Start(0.1, BACK))
+    # Stopped by us but still slowing down: wait.
+    g = Governor(FLAT)
+    t = start_running(g, t=1.0)
+    g.handle(StopBelt(t))
+    t, _ = follow(g, t, t + 2)
+    g.handle(Telemetry(t + 0.1, 0.4))
+    g.handle(Telemetry(t + 0.2, 0.4))
+    out = g.handle(Start(t + 0.3, BACK))
     assert cmds(out) == []
     assert refusals(out)[0].reason == "the belt is still moving: wait until it has stopped"
-    # A stale reading of motion is not evidence of rest either.
-    assert cmds(g2.handle(Start(3.0, BACK))) == []
-    g2.handle(Telemetry(3.5, 0.0))
-    assert cmds(g2.handle(Start(3.6, BACK))) == [RequestControl()]
+
+
+def test_start_on_a_belt_already_moving_slows_it_to_a_stop_and_never_starts_it():
+    g = Governor(FLAT)
+    g.handle(Telemetry(0.0, 2.0))  # started at the console before the session
+    out = g.handle(Start(0.1, BACK))
+    assert refusals(out)[0].reason.startswith("the belt is already moving (2.0 km/h): slowing")
+    assert cmds(out) == [RequestControl()] and g.state is S.STOPPING
+    g.handle(CommandAccepted(0.2, RequestControl()))
+    t, seen = follow(g, 0.2, 30.0)
+    assert StartResume() not in [c for _, c in seen]
+    kmh = [v for _, v in speeds(seen)]
+    assert kmh == sorted(kmh, reverse=True) and kmh[-1] == 1.0
+    assert seen[-1][1] == StopCmd() and g.state is S.STOPPED
+
+
+def test_a_stale_reading_is_neither_motion_nor_rest_at_a_start():
+    g = Governor(FLAT)
+    g.handle(Telemetry(0.0, 2.0))
+    g.handle(Tick(3.0))
+    assert cmds(g.handle(Start(3.0, BACK))) == [RequestControl()]
+    out = g.handle(CommandAccepted(3.1, RequestControl()))
+    assert cmds(out) == [StopCmd()]  # makes rest visible before any Start
+    g.handle(CommandAccepted(3.2, StopCmd()))
+    assert cmds(g.handle(Telemetry(3.5, 0.0))) == [StartResume()]
+
+
+def test_no_reading_yet_means_unknown_and_a_stop_makes_rest_visible():
+    g = Governor(FLAT)
+    assert cmds(g.handle(Start(0.0, BACK))) == [RequestControl()]
+    assert cmds(g.handle(CommandAccepted(0.1, RequestControl()))) == []
+    for k in range(1, 8):  # a first reading usually comes: wait for it a little
+        assert cmds(g.handle(Tick(0.1 + 0.25 * k))) == []
+    out = g.handle(Tick(2.1))
+    assert cmds(out) == [StopCmd()] and not alarms(out)
+    # Silent and stopped: at rest.
+    assert cmds(g.handle(CommandAccepted(2.2, StopCmd()))) == [StartResume()]
 
 
 # --------------------------------------------------------- rule 4: speed and incline apart
@@ -492,10 +556,11 @@ def test_backward_incline_is_capped_at_zero_and_unknown_incline_is_levelled_firs
     assert "unlocked" in refusals(out)[0].reason
     g.handle(SetSpeed(t, 1.5))
     t, seen = follow(g, t, t + 15)
-    # The unknown incline is set to 0 before the first speed increase.
-    assert isinstance(seen[0][1], SetTargetIncline) and seen[0][1].pct == 0.0
-    assert seen[1][1] == SetTargetSpeed(1.1)
-    assert seen[1][0] - seen[0][0] >= 2.0
+    # The unknown incline was set to 0 before the belt even started (start_running), and
+    # nothing raises it again.
+    assert g.commanded_incline_pct == 0.0
+    assert seen[0][1] == SetTargetSpeed(1.1)
+    assert not [c for _, c in seen if isinstance(c, SetTargetIncline)]
 
 
 def test_unlocked_backward_incline_goes_to_five_percent():
@@ -555,6 +620,8 @@ def test_belt_does_not_restart_within_the_gap_after_an_incline_change():
     t, seen = follow(g, t, t + 2.5)
     (incline_t,) = [ts for ts, c in seen if isinstance(c, SetTargetIncline)]
     assert cmds(g.handle(Pause(incline_t + 0.5))) == [PauseCmd()]
+    g.handle(CommandAccepted(incline_t + 0.55, PauseCmd()))
+    g.handle(Telemetry(incline_t + 0.6, 0.0))
     out = g.handle(Resume(incline_t + 1.0))
     assert cmds(out) == []
     assert refusals(out)[0].reason == "the incline is still changing: start again in 1 s"
@@ -656,7 +723,7 @@ def test_a_stray_nonzero_frame_resets_the_dwell():
 
 def test_stopped_and_silent_counts_as_at_rest_once_stop_is_accepted():
     g = Governor(FLAT)
-    t = start_running(g)
+    t = start_running(g, silent=True)
     assert cmds(g.handle(TurnAround(t))) == []  # setpoints and Stop come on the clock
     assert cmds(g.handle(Tick(t))) == [StopCmd()]  # already at the start speed
     # The machine goes silent instead of reporting 0 (DESIGN §4).
@@ -711,6 +778,7 @@ def test_after_turning_the_next_start_is_slow_and_other_direction_needs_a_turn()
     out = g.handle(Start(t + 1, FWD))
     assert "you are facing backward: use Turn around" in refusals(out)[0].reason
     assert cmds(g.handle(Start(t + 1, BACK))) == [StartResume()]
+    g.handle(CommandAccepted(t + 1.1, StartResume()))
     assert cmds(g.handle(Telemetry(t + 2, 0.5))) == [SetTargetSpeed(1.0)]
 
 
@@ -878,10 +946,13 @@ def test_control_lost_ends_without_any_command_and_never_requests_control_again(
     g = Governor(FLAT)
     t = start_running(g)
     out = g.handle(MachineStatus(t, StatusKind.CONTROL_LOST))
-    assert cmds(out) == []
+    # One Stop anyway (the byte may be garbage), never Request Control, never a retry.
+    assert cmds(out) == [StopCmd()]
     assert "use the console STOP or pull the safety key" in alarms(out)[0].message
     assert g.ended_reason is EndReason.CONTROL_LOST and not g.has_control
-    for event in (Start(t + 1, BACK), Resume(t + 2), Tick(t + 3), SetSpeed(t + 4, 2.0)):
+    g.handle(CommandFailed(t + 0.1, StopCmd(), "control not permitted"))
+    for event in (Start(t + 1, BACK), Resume(t + 2), Tick(t + 3), SetSpeed(t + 4, 2.0),
+                  Tick(t + 10)):
         assert cmds(g.handle(event)) == []
 
 
@@ -1091,6 +1162,7 @@ def test_heart_rate_far_above_cap_stops_at_once_with_a_ramp():
     out = g.handle(Telemetry(t, 2.0, None, 151))
     assert g.state is S.STOPPING
     assert cmds(out) == [SetTargetSpeed(1.9)]  # ramped, not an emergency stop
+    g.handle(CommandAccepted(t, SetTargetSpeed(1.9)))
     follow(g, t, t + 10)
     assert g.ended_reason is EndReason.HEART_RATE
 
@@ -1115,7 +1187,10 @@ def test_resume_restarts_slowly_and_ramps_back_to_the_old_target():
     t, _ = follow(g, t, t + 15)
     assert cmds(g.handle(Pause(t))) == [PauseCmd()]
     assert g.state is S.PAUSED and g.target_speed_kmh == 2.0
+    g.handle(CommandAccepted(t + 0.1, PauseCmd()))
+    g.handle(Telemetry(t + 4, 0.0))
     assert cmds(g.handle(Resume(t + 5))) == [StartResume()]
+    g.handle(CommandAccepted(t + 5.1, StartResume()))
     assert cmds(g.handle(Telemetry(t + 6, 0.5))) == [SetTargetSpeed(1.0)]
     g.handle(CommandAccepted(t + 6.1, SetTargetSpeed(1.0)))
     _, seen = follow(g, t + 6, t + 20)
@@ -1125,31 +1200,72 @@ def test_resume_restarts_slowly_and_ramps_back_to_the_old_target():
 # --------------------------------------------------------- rule 13: failed commands
 
 
-def test_failed_stop_alarms_and_is_retried_a_bounded_number_of_times():
+def test_a_refused_stop_is_sent_again_with_back_off_until_the_belt_is_still():
     g = Governor(FLAT)
     t = start_running(g)
     g.handle(EmergencyStop(t))
-    retries = 0
-    for k in range(1, 10):
-        out = g.handle(CommandFailed(t + k, StopCmd(), "operation failed"))
-        assert alarms(out)[0].message == (
-            "the treadmill did not accept Stop (operation failed): "
-            "use the console STOP or pull the safety key"
-            + ("" if k <= MAX_STOP_RETRIES else " now")
-        )
-        got = cmds(g.handle(Tick(t + k + 0.1)))
-        retries += len(got)
-        assert got in ([], [StopCmd()])
-    assert retries == MAX_STOP_RETRIES
+    out = g.handle(CommandFailed(t + 0.1, StopCmd(), "operation failed"))
+    assert [a.message for a in alarms(out)] == [
+        "the treadmill did not accept Stop (operation failed): use the console STOP or pull "
+        "the safety key; Stop is sent again until the belt is still"
+    ]
+    sent = []
+    now = t + 0.1
+    while now < t + 12:
+        now = round(now + 0.05, 6)
+        for c in cmds(g.handle(Tick(now))):
+            assert c == StopCmd()
+            sent.append(now)
+            assert not alarms(g.handle(CommandFailed(now, StopCmd(), "operation failed")))
+    gaps = [round(b - a, 2) for a, b in zip([t + 0.1, *sent], sent, strict=False)]
+    assert gaps[:4] == [0.25, 0.5, 1.0, 2.0] and max(gaps) == STOP_RETRY_MAX_S
+    assert g.stopping_until_still
+    # Accepted at last, and the belt is seen at rest for STILL_S: the retries end there.
+    now = sent[-1] + 0.5
+    g.handle(Tick(now))
+    out = [c for c in cmds(g.handle(Tick(now + 0.1)))]
+    while not out and now < sent[-1] + 5:
+        now = round(now + 0.05, 6)
+        out = cmds(g.handle(Tick(now)))
+    assert out == [StopCmd()]
+    g.handle(CommandAccepted(now, StopCmd()))
+    for k in range(int(STILL_S / 0.25) + 2):
+        at = now + 0.25 * (k + 1)
+        assert cmds(g.handle(Telemetry(at, 0.0)) + g.handle(Tick(at))) == []
+    assert not g.stopping_until_still
+    assert cmds(g.handle(Tick(now + 30))) == []
+
+
+def test_an_accepted_stop_is_sent_again_while_the_belt_keeps_moving():
+    g = Governor(FLAT)
+    t = start_running(g)
+    g.handle(EmergencyStop(t))
+    g.handle(CommandAccepted(t + 0.1, StopCmd()))
+    resent = []
+    for k in range(1, 40):
+        now = t + 0.1 + 0.25 * k
+        out = g.handle(Telemetry(now, 1.0)) + g.handle(Tick(now))
+        for c in cmds(out):
+            resent.append(now)
+            g.handle(CommandAccepted(now, c))
+    assert resent and resent[0] - (t + 0.1) >= 3.0 - 1e-9
 
 
 def test_failed_stop_ends_a_normal_session():
     g = Governor(FLAT)
     t = start_running(g)
     g.handle(StopBelt(t))
-    out = g.handle(CommandFailed(t + 0.2, StopCmd(), "timeout"))
+    out = []
+    while StopCmd() not in cmds(out):  # the ramp ends with a Stop...
+        t = round(t + 0.25, 6)
+        out = g.handle(Telemetry(t, g.commanded_speed_kmh)) + g.handle(Tick(t))
+        for c in cmds(out):
+            if c != StopCmd():
+                g.handle(CommandAccepted(t, c))
+    out = g.handle(CommandFailed(t + 0.2, StopCmd(), "timeout"))  # ...which is refused
     assert g.ended_reason is EndReason.ERROR and alarms(out, AlarmKind.COMMAND_FAILED)
-    assert cmds(g.handle(Tick(t + 0.3))) == [StopCmd()]
+    assert cmds(g.handle(Tick(t + 0.3))) == []
+    assert cmds(g.handle(Tick(t + 0.45))) == [StopCmd()]
 
 
 def test_refused_speed_change_ramps_down_and_ends():
