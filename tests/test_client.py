@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import random
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -36,10 +37,19 @@ from safety import (
 )
 from safety import LinkLost as GovernorLinkLost
 from simulators import SimulatedBleakClient, VirtualTreadmill, get_profile, profile_names
+from simulators.profiles import Quirk
 from treadmill import ftms
-from treadmill.client import DeviceInfo, FtmsClient, encode_command
+from treadmill.client import (
+    APPROVAL_TTL_S,
+    SETUP_DROPPED,
+    ApprovalExpired,
+    DeviceInfo,
+    FtmsClient,
+    encode_command,
+)
 from treadmill.errors import ControlNotPermitted, NotConnected, TreadmillError
-from treadmill.events import ClientEvent, LinkLost, StatusEvent, TelemetrySample
+from treadmill.events import ClientEvent, LinkLost, StatusEvent, TelemetrySample, status_kind
+from treadmill.session import machine_limits
 
 # ---- helpers (test_client_faults.py imports these too) ----------------------------------------
 
@@ -70,6 +80,12 @@ def to_governor(event: ClientEvent) -> object:
         case LinkLost():
             return GovernorLinkLost(event.t)
     raise TypeError(event)
+
+
+def seen_at_rest(gov: Governor) -> Governor:
+    """A governor that has read 0 km/h: rest is seen, never assumed, before a Start."""
+    gov.handle(Telemetry(now(), 0.0))
+    return gov
 
 
 def approved(gov: Governor, event: object) -> list[ApprovedCommand]:
@@ -244,6 +260,83 @@ async def test_nothing_can_be_sent_before_connecting(make_sim):
     assert sim.control_log == []
 
 
+@pytest.mark.parametrize("at", [0.015, 0.055, 0.105, 0.125])
+async def test_a_link_drop_while_setting_up_is_not_connected(make_sim, at):
+    """Reading device info (0.01-0.10 s) or subscribing (0.10-0.14 s) when the link drops: a
+    NotConnected that says what to do, never a raw bleak error."""
+    sim = make_sim("home", faults=[f"disconnect@{at}"])
+    client = FtmsClient(sim.ble_device, backend=sim.client_backend)
+    with pytest.raises(NotConnected) as error:
+        await client.connect()
+    assert SETUP_DROPPED in str(error.value)
+    assert not client.is_connected
+    assert sim.control_log == []
+
+
+async def test_a_reused_client_starts_a_fresh_event_stream(make_sim):
+    """The previous connection's LinkLost("closed") is not the new stream's first event, and
+    a real drop on the new link is "disconnected", not "closed"."""
+    sim = make_sim()
+    client = FtmsClient(sim.ble_device, backend=sim.client_backend)
+    await client.connect()
+    await asyncio.sleep(2)
+    await client.disconnect()
+    t_again = now()
+    await client.connect()
+    await asyncio.sleep(2)
+    sim.inject("disconnect")
+    t_drop = now()
+    events = [e async for e in client.events()]
+    assert isinstance(events[0], TelemetrySample) and events[0].t >= t_again
+    assert [e for e in events if isinstance(e, LinkLost)] == [
+        LinkLost(pytest.approx(t_drop, abs=0.05), "disconnected")
+    ]
+    assert events[-1].reason == "disconnected"
+    assert all(e.t >= t_again for e in events)
+    await client.disconnect()
+
+
+async def test_an_implausible_speed_range_is_no_range(make_sim):
+    """A range no machine has (here up to 600 km/h) is malformed: the client reports none, and
+    the session refuses in one line instead of driving by nonsense."""
+    profile = replace(get_profile("home"), speed=ftms.Range(0.8, 600.0, 0.1))
+    sim = make_sim(profile)
+    client = FtmsClient(sim.ble_device, backend=sim.client_backend)
+    info = await client.connect()
+    try:
+        assert info.speed_range is None and info.incline_range == profile.incline
+        assert client.malformed_packets == 1
+        with pytest.raises(TreadmillError, match="does not report its speed range"):
+            machine_limits(client)
+    finally:
+        await client.disconnect()
+
+
+async def test_implausible_telemetry_is_not_a_fact(connect):
+    """Beyond the machine's own range by more than max(2 km/h, 10 %): the speed (or incline)
+    is dropped and counted malformed; the plausible rest of the sample is kept."""
+    rig = await connect(read=False)  # home: 0.8-16 km/h, 0-15 %
+    before = rig.client.malformed_packets
+    notify = rig.client._on_treadmill_data
+    notify(None, bytearray(ftms.encode_treadmill_data(ftms.TreadmillData(
+        speed_kmh=18.0, distance_m=120, incline_pct=17.0, elapsed_s=60))))
+    notify(None, bytearray(ftms.encode_treadmill_data(ftms.TreadmillData(
+        speed_kmh=18.01, distance_m=121, incline_pct=17.1, elapsed_s=61))))
+    notify(None, bytearray(ftms.encode_treadmill_data(ftms.TreadmillData(
+        speed_kmh=3.0, incline_pct=-2.1))))
+    await rig.client.disconnect()
+    samples = [e async for e in rig.client.events() if isinstance(e, TelemetrySample)][-3:]
+    assert [(s.speed_kmh, s.incline_pct, s.distance_m, s.elapsed_s) for s in samples] == [
+        (18.0, 17.0, 120, 60),
+        (None, None, 121, 61),
+        (3.0, None, None, None),
+    ]
+    assert [s.raw.implausible for s in samples] == [
+        frozenset(), {"speed_kmh", "incline_pct"}, {"incline_pct"}
+    ]
+    assert rig.client.malformed_packets == before + 2
+
+
 async def test_only_approved_commands_are_executed(connect):
     rig = await connect(read=False)
     for command in (StopCmd(), RequestControl(), SetTargetSpeed(2.0), b"\x08\x01"):
@@ -278,8 +371,14 @@ async def test_governed_session(connect, profile):
     # The machine got exactly what the governor approved, in order, and nothing else.
     writes = written(rig.sim)
     assert writes == [encode_command(c.command) for c in rig.sent]
+    if p.has(Quirk.SILENT_WHEN_STOPPED):
+        # Nothing read before the start: a Stop made rest visible first.
+        assert writes[1] == ftms.encode_stop()
+        del writes[1]
     assert writes[:2] == [ftms.encode_request_control(), ftms.encode_start_resume()]
     assert writes[-1] == ftms.encode_stop()
+    while writes[-2] == ftms.encode_stop():
+        del writes[-1]  # a slow belt gets its Stop again until it is still
     speeds = [ftms.decode_control_request(w).value for w in writes[2:-1]]
     assert all(w[0] == ftms.ControlOp.SET_TARGET_SPEED for w in writes[2:-1])
     ramp = [round(start + 0.1 * i, 2) for i in range(11)]
@@ -321,7 +420,8 @@ def two_request_controls(rig: Rig) -> list[ApprovedCommand]:
 
 
 async def test_one_procedure_at_a_time(connect):
-    rig = await connect(read=False, faults=["delay-indication@0+30=2"])
+    # Approvals never expire here: this is about ordering (see the next test for expiry).
+    rig = await connect(read=False, faults=["delay-indication@0+30=2"], approval_ttl_s=math.inf)
     first, second = two_request_controls(rig)
     t0 = now()
     results = await asyncio.gather(rig.client.execute(first), rig.client.execute(second))
@@ -331,6 +431,48 @@ async def test_one_procedure_at_a_time(connect):
     assert t1 == pytest.approx(t0)
     assert t2 == pytest.approx(t0 + 2.0, abs=0.02)  # only after the first answer arrived
     assert now() == pytest.approx(t0 + 4.0, abs=0.03)
+
+
+async def test_an_approval_queued_behind_a_slow_answer_expires(connect):
+    """DESIGN §5: approvals expire. The second command waited 2 s for the first answer; by
+    then the situation may have changed, so it is not written."""
+    rig = await connect(read=False, faults=["delay-indication@0+30=2"])
+    first, second = two_request_controls(rig)
+    results = await asyncio.gather(
+        rig.client.execute(first), rig.client.execute(second), return_exceptions=True
+    )
+    assert results[0].ok
+    assert isinstance(results[1], ApprovalExpired) and results[1].command == second.command
+    assert written(rig.sim) == [ftms.encode_request_control()]  # the second never went out
+
+
+async def test_an_expired_approval_is_not_written(connect):
+    rig = await connect(read=False)
+    assert rig.client.approval_ttl_s == APPROVAL_TTL_S == 0.5
+    [control] = approved(Governor(limits_of(rig.info)), Start(now(), Orientation.FORWARD))
+    await asyncio.sleep(1.0)
+    before = list(rig.sim.control_log)
+    with pytest.raises(ApprovalExpired, match=r"approved 1\.00 s ago"):
+        await rig.client.execute(control)
+    assert rig.sim.control_log == before
+    assert isinstance(ApprovalExpired(control.command, 1, 0.5), TreadmillError)
+
+
+async def test_an_approval_within_its_ttl_is_written(connect):
+    rig = await connect(read=False, approval_ttl_s=2.0)
+    [control] = approved(Governor(limits_of(rig.info)), Start(now(), Orientation.FORWARD))
+    await asyncio.sleep(1.5)
+    assert (await rig.client.execute(control)).ok
+    assert written(rig.sim) == [ftms.encode_request_control()]
+
+
+async def test_a_stop_never_expires(connect):
+    rig = await connect(read=False)
+    [stop] = approved(Governor(limits_of(rig.info)), EmergencyStop(now()))
+    await asyncio.sleep(10)
+    with contextlib.suppress(ControlNotPermitted):  # no control held: refused, but written
+        await rig.client.execute(stop)
+    assert written(rig.sim) == [ftms.encode_stop()]
 
 
 async def test_stop_is_not_queued_behind_a_slow_procedure(connect):
@@ -356,7 +498,7 @@ async def test_a_stop_refused_because_an_answer_is_owed_is_not_lost(connect):
     once meets exactly that refusal; it must still take effect as soon as the machine can take
     it, and never come back as a raw bleak error the runner does not expect."""
     rig = await connect(read=False, faults=["delay-indication@5+30=2"])
-    gov = Governor(limits_of(rig.info))
+    gov = seen_at_rest(Governor(limits_of(rig.info)))
     [control] = approved(gov, Start(now(), Orientation.FORWARD))
     await rig.client.execute(control)
     [start] = approved(gov, CommandAccepted(now(), control.command))
@@ -382,7 +524,7 @@ async def test_a_stop_refused_because_an_answer_is_owed_is_not_lost(connect):
 async def test_indication_before_or_after_the_write_returns(connect, before):
     profile = replace(get_profile("home"), indicate_before_write_returns=before)
     rig = await connect(profile, read=False)
-    gov = Governor(limits_of(rig.info))
+    gov = seen_at_rest(Governor(limits_of(rig.info)))
     [control] = approved(gov, Start(now(), Orientation.FORWARD))
     t0 = now()
     assert (await rig.client.execute(control)).ok
@@ -447,16 +589,62 @@ async def test_telemetry_is_coalesced_when_nobody_reads(connect):
     assert isinstance(events[-1], LinkLost)
 
 
-async def test_a_slow_reader_loses_no_status(connect):
+async def test_a_slow_reader_loses_no_safety_status(connect):
+    """Repeats of a status that only says "something changed" collapse into the latest; every
+    safety-relevant status is delivered, in order."""
     rig = await connect(read=False, max_queued_telemetry=2)
     for _ in range(5):
         rig.sim.inject("unknown-status", value=0x99)
         await asyncio.sleep(3)
+    rig.sim.console_start()  # 0x04
+    await asyncio.sleep(3)
+    for kmh in (2.0, 3.0, 2.0, 3.0):
+        rig.sim.console_set_speed(kmh)  # 0x05
+        await asyncio.sleep(3)
+    rig.sim.inject("pause-at-console")  # 0x02 2
+    await asyncio.sleep(3)
+    rig.sim.inject("safety-key")  # 0x03
+    await asyncio.sleep(3)
     await rig.client.disconnect()
     events = [e async for e in rig.client.events()]
-    assert [e.code for e in events if isinstance(e, StatusEvent)] == [0x99] * 5
+    statuses = [(e.code, e.value) for e in events if isinstance(e, StatusEvent)]
+    assert statuses == [(0x99, None), (0x04, None), (0x05, 2.0), (0x05, 3.0), (0x02, 2),
+                        (0x03, None)]
+    assert rig.client.dropped_statuses == 4 + 2
     assert len([e for e in events if isinstance(e, TelemetrySample)]) <= 2
     assert rig.client.dropped_telemetry > 0
+    assert isinstance(events[-1], LinkLost)
+
+
+async def test_the_status_queue_stays_bounded_under_garbage(connect):
+    """20,000 garbage status notifications and nobody reading: the queue stays bounded, and
+    every safety-relevant status among them (here a safety key) is still delivered."""
+    rig = await connect(read=False)
+    rng = random.Random(20_000)
+    relevant: list[tuple[int, object]] = []
+    coalesced = {StatusKind.UNKNOWN, StatusKind.TARGET_SPEED_CHANGED,
+                 StatusKind.TARGET_INCLINE_CHANGED}
+    for i in range(20_000):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 4)))
+        if i == 12_345:
+            data = b"\x03"
+        status = ftms.decode_machine_status(data)
+        if status_kind(status) not in coalesced:
+            relevant.append((status.op, status.value))
+        rig.client._on_machine_status(None, bytearray(data))
+        assert rig.client.queued_events <= 64 + len(relevant)
+    assert (0x03, None) in relevant
+    # The latest target of each kind survives however much garbage follows it.
+    rig.client._on_machine_status(None, bytearray(ftms.encode_machine_status(0x05, 2.5)))
+    for i in range(500):
+        rig.client._on_machine_status(None, bytearray([0x80 + i % 100]))
+    await rig.client.disconnect()
+    events = [e async for e in rig.client.events()]
+    statuses = [e for e in events if isinstance(e, StatusEvent)]
+    assert [(s.code, s.value) for s in statuses if s.kind not in coalesced] == relevant
+    assert (StatusKind.TARGET_SPEED_CHANGED, 2.5) in [(s.kind, s.value) for s in statuses]
+    assert rig.client.dropped_statuses > 19_000
+    assert isinstance(events[-1], LinkLost)
 
 
 # ---- the client never acts on its own ----------------------------------------------------------

@@ -20,6 +20,7 @@ from safety import (
     SetTargetSpeed,
     Start,
     StatusKind,
+    Telemetry,
 )
 from simulators import FaultKind
 from treadmill import ftms
@@ -65,7 +66,8 @@ def test_every_fault_kind_has_a_test_here():
         "no-indication", "result-unsupported", "result-invalid", "result-failed",
         "result-not-permitted", "control-lost", "safety-key", "stop-at-console",
         "pause-at-console", "overshoot", "ignore-setpoints", "corrupt-packet", "short-packet",
-        "long-packet", "unknown-status", "speed-up-by-itself",
+        "long-packet", "unknown-status", "speed-up-by-itself", "console-start",
+        "console-incline",
     }  # fmt: skip
     assert tested == {kind.value for kind in FaultKind}
 
@@ -220,13 +222,35 @@ async def test_control_lost(connect):
     assert [(s.kind, s.code, s.value) for s in lost] == [(StatusKind.CONTROL_LOST, 0xFF, None)]
     assert rig.gov.state is GovernorState.ENDED
     assert rig.gov.ended_reason is EndReason.CONTROL_LOST
-    assert written(rig.sim, t) == []  # nobody asked for control again
+    # One Stop attempted anyway (the byte could have been garbage); nobody asked for control.
+    assert written(rig.sim, t) == [ftms.encode_stop()]
     with pytest.raises(ControlNotPermitted) as error:
         await rig.client.execute(stop(rig))
     assert error.value.result == ftms.ResultCode.CONTROL_NOT_PERMITTED
     await asyncio.sleep(10)
-    assert written(rig.sim, t) == [ftms.encode_stop()]  # no 0x00 after the 0xFF
+    assert written(rig.sim, t) == [ftms.encode_stop()] * 2  # no 0x00 after the 0xFF
     assert rig.sim.model.running  # the console has it now
+
+
+async def test_console_start(connect):
+    """Someone starts the belt at the console: the client reports it as the machine says."""
+    rig = await connect(faults=["console-start@1=4"])
+    rig.governed = False
+    await asyncio.sleep(12)
+    kinds = [(s.kind, s.value) for s in rig.statuses(0)]
+    assert (StatusKind.STARTED_BY_USER, None) in kinds
+    assert (StatusKind.TARGET_SPEED_CHANGED, 4.0) in kinds
+    assert rig.speed == pytest.approx(4.0, abs=0.01)
+    assert written(rig.sim) == []  # the client itself never acts
+
+
+async def test_console_incline(connect):
+    rig = await connect(faults=["console-incline@1=6"])
+    rig.governed = False
+    await asyncio.sleep(20)
+    assert (StatusKind.TARGET_INCLINE_CHANGED, 6.0) in [(s.kind, s.value) for s in rig.statuses(0)]
+    assert rig.samples()[-1].incline_pct == pytest.approx(6.0)
+    assert written(rig.sim) == []
 
 
 async def test_safety_key(connect):
@@ -238,6 +262,7 @@ async def test_safety_key(connect):
     assert rig.speeds(t + 1) and set(rig.speeds(t + 1)) == {0.0}
     # A new session cannot start the belt while the key is out.
     gov = Governor(limits_of(rig.info))
+    gov.handle(Telemetry(now(), 0.0))
     [control] = approved(gov, Start(now(), Orientation.FORWARD))
     assert (await rig.client.execute(control)).ok
     [start] = approved(gov, CommandAccepted(now(), control.command))
@@ -327,7 +352,7 @@ async def test_unknown_status(connect, code):
     [status] = rig.statuses(t)
     expected_code = 0x42 if code is None else code
     assert (status.kind, status.code, status.value) == (StatusKind.UNKNOWN, expected_code, None)
-    assert rig.client.malformed_packets == 0 and rig.reading
+    assert rig.client.malformed_packets == 1 and rig.reading  # a reserved code: malformed
 
 
 async def test_speed_up_by_itself(connect):
@@ -368,7 +393,8 @@ async def test_silent_stop(connect):
 
 
 async def test_ignores_speed_when_stopped(connect):
-    rig = await connect("ignores-speed-when-stopped")
+    # Re-executing an old approval needs approvals that never expire.
+    rig = await connect("ignores-speed-when-stopped", approval_ttl_s=math.inf)
     await rig.walk(2.0)  # the governor waits for motion (3 s countdown): speeds are obeyed
     t_start, _ = rig.sim.control_log[1]
     assert rig.sim.control_log[2][0] >= t_start + 3.0
@@ -387,7 +413,7 @@ async def test_ignores_speed_when_stopped(connect):
 
 
 async def test_disconnects_on_speed_when_stopped(connect):
-    rig = await connect("disconnects-on-speed-when-stopped")
+    rig = await connect("disconnects-on-speed-when-stopped", approval_ttl_s=math.inf)
     await rig.walk(2.0)  # waiting for motion keeps the link up
     assert rig.client.is_connected and rig.sim.model.belt_speed_kmh == pytest.approx(2.0)
     speed_command = next(c for c in rig.sent if isinstance(c.command, SetTargetSpeed))

@@ -3,6 +3,8 @@ long packets, ranges, control point, machine and training status, advertisement 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -127,11 +129,53 @@ def test_some_combinations():
     assert data.values() == {"avg_speed_kmh": 5.0, "heart_rate_bpm": 90}
 
 
-def test_extreme_raw_values():
+def test_extreme_raw_values_no_treadmill_can_produce_are_left_out_as_malformed():
     data = ftms.decode_treadmill_data(bytes.fromhex("0400 ffff ffffff"))
-    assert data.speed_kmh == 655.35 and data.distance_m == 0xFFFFFF
+    assert data.speed_kmh is None and data.distance_m == 0xFFFFFF  # 655.35 km/h is garbage
+    assert data.implausible == {"speed_kmh"} and data.malformed
     data = ftms.decode_treadmill_data(bytes.fromhex("0900 0080 0080"))
-    assert data.incline_pct == -3276.8 and data.ramp_deg == -3276.8
+    assert data.incline_pct is None and data.ramp_deg is None  # -3276.8 % and degrees
+    assert data.implausible == {"incline_pct", "ramp_deg"} and data.malformed
+
+
+@pytest.mark.parametrize(
+    ("packet", "field", "value"),
+    [
+        ("0000 8813", "speed_kmh", 50.0),  # the ceiling itself is still a (fast) speed
+        ("0000 8913", "speed_kmh", None),  # 50.01 km/h
+        ("0000 60ea", "speed_kmh", None),  # 600 km/h
+        ("0300 8913", "avg_speed_kmh", None),
+        ("0900 e803 0000", "incline_pct", 100.0),
+        ("0900 e903 0000", "incline_pct", None),  # 100.1 %
+        ("0900 17fc 0000", "incline_pct", None),  # -100.1 %
+        ("0900 0000 c201", "ramp_deg", 45.0),
+        ("0900 0000 c301", "ramp_deg", None),  # 45.1 degrees
+        ("0101 fa", "heart_rate_bpm", 250),
+        ("0101 fb", "heart_rate_bpm", None),
+    ],
+)
+def test_plausibility_bounds(packet, field, value):
+    data = ftms.decode_treadmill_data(bytes.fromhex(packet))
+    assert getattr(data, field) == value
+    assert data.malformed is (value is None)
+    assert data.implausible == (frozenset() if value is not None else {field})
+
+
+def test_plausibility_against_the_machines_own_ranges():
+    """Beyond what the machine reported, by more than max(2 km/h, 10 %), is not a reading."""
+    speed, incline = Range(0.8, 16.0, 0.1), Range(-3.0, 15.0, 0.5)
+    sample = TreadmillData(speed_kmh=18.0, distance_m=12, incline_pct=-5.0, elapsed_s=3)
+    assert ftms.check_plausible(sample, speed, incline) is sample  # 16 + 2, -3 - 2: still in
+    fast = ftms.check_plausible(replace(sample, speed_kmh=18.1, incline_pct=17.1), speed, incline)
+    assert fast.speed_kmh is None and fast.incline_pct is None and fast.malformed
+    assert fast.values() == {"distance_m": 12, "elapsed_s": 3}  # the plausible rest stays
+    wide = Range(1.0, 40.0, 0.1)  # 10 % of 40 km/h is 4 km/h
+    assert ftms.check_plausible(TreadmillData(speed_kmh=44.0), wide).speed_kmh == 44.0
+    assert ftms.check_plausible(TreadmillData(speed_kmh=44.1), wide).speed_kmh is None
+    # No range (or a malformed one): only the absolute bounds apply.
+    assert ftms.check_plausible(TreadmillData(speed_kmh=30.0)).speed_kmh == 30.0
+    bogus = Range(5.0, 1.0, 0.1, malformed=True)
+    assert ftms.check_plausible(TreadmillData(speed_kmh=30.0), bogus).speed_kmh == 30.0
 
 
 # ---- "not available" markers -------------------------------------------------------------------
@@ -157,16 +201,13 @@ def test_not_available_markers_are_none_and_listed(bit, body, values, missing):
     assert not data.malformed
 
 
-def test_fields_without_a_marker_keep_their_max_value():
-    # Speed, distance, heart rate, elapsed and remaining time have no n/a marker.
+def test_fields_without_a_marker_keep_their_max_value_if_plausible():
+    # Speed, distance, heart rate, elapsed and remaining time have no n/a marker; an all-ones
+    # speed or heart rate is no reading (implausible), the times are.
     data = ftms.decode_treadmill_data(bytes.fromhex("000d ffff ff ffff ffff"))
-    assert data.values() == {
-        "speed_kmh": 655.35,
-        "heart_rate_bpm": 255,
-        "elapsed_s": 65535,
-        "remaining_s": 65535,
-    }
+    assert data.values() == {"elapsed_s": 65535, "remaining_s": 65535}
     assert data.not_available == frozenset()
+    assert data.implausible == {"speed_kmh", "heart_rate_bpm"} and data.malformed
 
 
 def test_encoder_writes_the_marker_for_a_missing_half_of_a_group():
@@ -246,13 +287,14 @@ def on_grid(lo: int, hi: int, scale: float, exclude: tuple[int, ...] = ()) -> st
     return st.none() | raws.map(lambda raw: round(raw * scale, 2))
 
 
+# Every value a treadmill can produce (see test_plausibility_bounds for the others).
 samples = st.builds(
     TreadmillData,
-    speed_kmh=on_grid(0, 0xFFFF, 0.01),
-    avg_speed_kmh=on_grid(0, 0xFFFF, 0.01),
+    speed_kmh=on_grid(0, 5000, 0.01),
+    avg_speed_kmh=on_grid(0, 5000, 0.01),
     distance_m=on_grid(0, 0xFFFFFF, 1),
-    incline_pct=on_grid(-0x8000, 0x7FFE, 0.1),
-    ramp_deg=on_grid(-0x8000, 0x7FFE, 0.1),
+    incline_pct=on_grid(-1000, 1000, 0.1),
+    ramp_deg=on_grid(-450, 450, 0.1),
     elevation_gain_pos_m=on_grid(0, 0xFFFE, 0.1, (0x7FFF,)),
     elevation_gain_neg_m=on_grid(0, 0xFFFE, 0.1, (0x7FFF,)),
     pace_inst=on_grid(0, 0xFE, 0.1),
@@ -260,7 +302,7 @@ samples = st.builds(
     energy_total_kcal=on_grid(0, 0xFFFE, 1),
     energy_per_hour_kcal=on_grid(0, 0xFFFE, 1),
     energy_per_min_kcal=on_grid(0, 0xFE, 1),
-    heart_rate_bpm=on_grid(0, 0xFF, 1),
+    heart_rate_bpm=on_grid(0, 250, 1),
     met=on_grid(0, 0xFE, 0.1),
     elapsed_s=on_grid(0, 0xFFFF, 1),
     remaining_s=on_grid(0, 0xFFFF, 1),
@@ -355,7 +397,8 @@ def test_features_of_the_wrong_length_are_malformed(packet, machine, target):
 
 
 def test_speed_range_is_uint16_in_hundredths():
-    assert ftms.decode_speed_range(bytes.fromhex("3200d0070a00")) == Range(0.5, 20.0, 0.1)
+    speed = ftms.decode_speed_range(bytes.fromhex("3200d0070a00"))
+    assert speed == Range(0.5, 20.0, 0.1) and not speed.malformed
     assert ftms.decode_speed_range(bytes.fromhex("ffffffff0100")) == Range(655.35, 655.35, 0.01)
     assert ftms.encode_speed_range(Range(0.8, 16.0, 0.1)) == bytes.fromhex("500040060a00")
 
@@ -365,6 +408,49 @@ def test_inclination_range_is_sint16_in_tenths():
     assert ftms.decode_inclination_range(bytes.fromhex("e2ff96000500")) == Range(-3.0, 15.0, 0.5)
     assert ftms.decode_inclination_range(bytes.fromhex("9cffceff0100")) == Range(-10.0, -5.0, 0.1)
     assert ftms.encode_inclination_range(Range(-3.0, 15.0, 0.5)) == bytes.fromhex("e2ff96000500")
+
+
+@pytest.mark.parametrize(
+    ("packet", "problem"),
+    [
+        ("d0073200 0a00", "is above maximum"),  # min 20 > max 0.5
+        ("32000000 0a00", "is above maximum"),  # min 0.5 > max 0
+        ("3200d007 0000", "not positive"),  # step 0
+        ("00000000 0000", "not positive"),  # an all-zero read
+        ("00000000 0100", "maximum 0 km/h"),
+        ("3200ffff 0a00", "beyond what any treadmill"),  # 655.35 km/h
+        ("32008913 0a00", "beyond what any treadmill"),  # 50.01 km/h
+        ("3200d007 d007", "larger than the whole range"),  # 20 km/h steps on 0.5-20
+    ],
+)
+def test_implausible_speed_range_is_malformed(packet, problem):
+    speed = ftms.decode_speed_range(bytes.fromhex(packet))
+    assert speed.malformed and problem in speed.problem
+
+
+def test_plausible_speed_ranges_are_not_malformed():
+    for packet in ("32008813 0a00", "0000d007 0a00", "c201c201 0a00"):  # to 50, from 0, 4.5 only
+        assert not ftms.decode_speed_range(bytes.fromhex(packet)).malformed
+
+
+@pytest.mark.parametrize(
+    ("packet", "problem"),
+    [
+        ("9600e2ff 0500", "is above maximum"),  # 15 % .. -3 %
+        ("e2ff9600 0000", "not positive"),
+        ("0000e903 0500", "beyond what any treadmill"),  # 100.1 %
+        ("0080ff7f 0100", "beyond what any treadmill"),  # -3276.8 .. 3276.7 %
+        ("0000ff7f 0500", "beyond what any treadmill"),  # 0x7FFF as a maximum
+    ],
+)
+def test_implausible_inclination_range_is_malformed(packet, problem):
+    incline = ftms.decode_inclination_range(bytes.fromhex(packet))
+    assert incline.malformed and problem in incline.problem
+
+
+def test_plausible_inclination_ranges_are_not_malformed():
+    for packet in ("000096000a00", "e2ff96000500", "9cffceff0100", "18fce8030100", "000000000500"):
+        assert not ftms.decode_inclination_range(bytes.fromhex(packet)).malformed
 
 
 def test_range_with_extra_bytes_decodes_the_first_six():
@@ -457,11 +543,13 @@ def test_known_machine_status(packet, op, value):
     assert ftms.encode_machine_status(op, value) == raw
 
 
-@pytest.mark.parametrize("packet", ["42", "420102", "0e", "1405"])
-def test_unknown_machine_status_is_kept_not_rejected(packet):
+@pytest.mark.parametrize("packet", ["42", "420102", "0e", "1405", "00", "fe"])
+def test_unknown_machine_status_is_kept_and_malformed(packet):
+    """Reserved op codes are kept (the client reports them as UNKNOWN), never taken as a
+    known status, and counted as malformed."""
     raw = bytes.fromhex(packet)
     status = ftms.decode_machine_status(raw)
-    assert status == MachineStatus(raw[0], None, malformed=False, raw=raw)
+    assert status == MachineStatus(raw[0], None, malformed=True, raw=raw)
 
 
 @pytest.mark.parametrize(
@@ -474,6 +562,12 @@ def test_unknown_machine_status_is_kept_not_rejected(packet):
         ("02", 2, None),  # parameter missing
         ("052c", 5, None),  # half a parameter
         ("052c0100", 5, 3.0),
+        ("030000", 3, None),  # trailing garbage: still the safety key
+        ("ff0102", 0xFF, None),  # ... still control lost
+        ("0207", 2, 7),  # reserved control info: kept, it still says "stopped"
+        ("0560ea", 5, None),  # a 600 km/h target is no target
+        ("0617fc", 6, None),  # -100.1 %
+        ("0560ea00", 5, None),
     ],
 )
 def test_malformed_machine_status(packet, op, value):

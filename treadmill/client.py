@@ -35,6 +35,7 @@ from safety import (
     SetTargetIncline,
     SetTargetSpeed,
     StartResume,
+    StatusKind,
     StopCmd,
 )
 from treadmill import ftms
@@ -43,6 +44,7 @@ from treadmill.errors import (
     MalformedDevice,
     NotATreadmill,
     NotConnected,
+    TreadmillError,
     WriteRefused,
     bluetooth_unavailable,
     control_point_error,
@@ -55,6 +57,30 @@ log = logging.getLogger(__name__)
 # learn that a command went nowhere, so we give up sooner and let the governor escalate.
 DEFAULT_INDICATION_TIMEOUT_S = 5.0
 STOP_RETRY_S = 0.25
+# An approval is a decision about the belt as it was (DESIGN §5: "approvals expire"). One that
+# waited longer than this (behind a slow procedure, a busy loop) is not written: the situation
+# may have changed, and the governor decides again. A Stop never expires.
+APPROVAL_TTL_S = 0.5
+# Statuses that only say "something changed" (and reserved codes) beyond this many queued for
+# a slow consumer are coalesced; safety-relevant ones are always kept (see _EventQueue).
+DEFAULT_MAX_QUEUED_STATUS = 32
+SETUP_DROPPED = (
+    "it dropped the connection while we were setting up (check it is on and in range, "
+    "then try again)"
+)
+
+
+class ApprovalExpired(TreadmillError):
+    """A non-Stop command was not written: its approval is older than the client's TTL."""
+
+    def __init__(self, command: Command, age_s: float, ttl_s: float) -> None:
+        self.command = command
+        self.age_s = age_s
+        self.ttl_s = ttl_s
+        super().__init__(
+            f"{type(command).__name__} was not sent: it was approved {age_s:.2f} s ago, "
+            f"longer than {ttl_s:g} s; the situation may have changed"
+        )
 
 
 @dataclass(frozen=True)
@@ -102,16 +128,41 @@ def encode_command(command: Command) -> bytes:
     raise TypeError(f"no control point encoding for {command!r}")
 
 
-class _EventQueue:
-    """Events for one consumer. Telemetry is coalesced when the consumer falls behind
-    (the oldest samples are dropped); status and link events are never dropped."""
+# Statuses a slow consumer may receive coalesced: "the target changed" (the latest value is
+# what matters) and reserved codes (garbage, or news we can't act on). Everything else (safety
+# key, stopped/paused/started at the console, control lost, reset) is always delivered.
+_COALESCED_STATUS = frozenset(
+    {StatusKind.UNKNOWN, StatusKind.TARGET_SPEED_CHANGED, StatusKind.TARGET_INCLINE_CHANGED}
+)
 
-    def __init__(self, max_telemetry: int) -> None:
+
+def _coalescable(event: ClientEvent) -> StatusEvent | None:
+    """The event as a status a slow consumer may receive coalesced, else None."""
+    if isinstance(event, StatusEvent) and event.kind in _COALESCED_STATUS:
+        return event
+    return None
+
+
+class _EventQueue:
+    """Events for one consumer, bounded however slow it is.
+
+    Telemetry is coalesced when the consumer falls behind (the oldest samples are dropped).
+    A coalescable status replaces a queued identical one (same kind, code, value), and beyond
+    `max_status` of them the oldest reserved-code status goes first, then the oldest target
+    change that a newer one of its kind supersedes. Safety-relevant statuses and link events
+    are never dropped."""
+
+    def __init__(self, max_telemetry: int, max_status: int = DEFAULT_MAX_QUEUED_STATUS) -> None:
         self._items: deque[ClientEvent] = deque()
         self._max_telemetry = max_telemetry
+        self._max_status = max(3, max_status)  # room for the latest of each coalesced kind
         self._telemetry = 0
         self._ready = asyncio.Event()
         self.dropped_telemetry = 0
+        self.dropped_status = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def put(self, event: ClientEvent) -> None:
         if isinstance(event, TelemetrySample):
@@ -123,8 +174,35 @@ class _EventQueue:
                         self.dropped_telemetry += 1
                         break
             self._telemetry += 1
+        elif isinstance(event, StatusEvent) and event.kind in _COALESCED_STATUS:
+            self._make_room_for(event)
         self._items.append(event)
         self._ready.set()
+
+    def _make_room_for(self, event: StatusEvent) -> None:
+        queued = [(i, e) for i, item in enumerate(self._items) if (e := _coalescable(item))]
+        key = (event.kind, event.code, event.value)
+        for i, e in queued:
+            if (e.kind, e.code, e.value) == key:
+                self._drop(i)  # a repeat: only the latest is news
+                return
+        if len(queued) < self._max_status:
+            return
+        unknown = [i for i, e in queued if e.kind is StatusKind.UNKNOWN]
+        if unknown:
+            self._drop(unknown[0])
+            return
+        # Only target changes queued: drop the oldest one a newer one of its kind supersedes
+        # (with two kinds and at least three queued, there always is one).
+        kinds = [e.kind for _, e in queued] + [event.kind]
+        for n, (i, e) in enumerate(queued):
+            if e.kind in kinds[n + 1 :]:
+                self._drop(i)
+                return
+
+    def _drop(self, index: int) -> None:
+        del self._items[index]
+        self.dropped_status += 1
 
     async def get(self) -> ClientEvent:
         while not self._items:
@@ -148,14 +226,18 @@ class FtmsClient:
         connect_timeout: float = 20.0,
         connect_attempts: int = 3,
         max_queued_telemetry: int = 64,
+        max_queued_status: int = DEFAULT_MAX_QUEUED_STATUS,
+        approval_ttl_s: float = APPROVAL_TTL_S,
     ) -> None:
         self._device = device
         self._backend = backend
         self.indication_timeout = indication_timeout
+        self.approval_ttl_s = approval_ttl_s
         self._connect_timeout = connect_timeout
         self._connect_attempts = max(1, connect_attempts)
         self._bleak: BleakClient | None = None
-        self._events = _EventQueue(max_queued_telemetry)
+        self._max_queued = (max_queued_telemetry, max_queued_status)
+        self._events = _EventQueue(*self._max_queued)
         self._pending: dict[int, asyncio.Future[ftms.ControlResponse]] = {}
         self._procedure_lock = asyncio.Lock()
         self._closing = False
@@ -177,6 +259,16 @@ class FtmsClient:
     def dropped_telemetry(self) -> int:
         return self._events.dropped_telemetry
 
+    @property
+    def dropped_statuses(self) -> int:
+        """Coalescable statuses (target changes, reserved codes) a slow consumer never saw."""
+        return self._events.dropped_status
+
+    @property
+    def queued_events(self) -> int:
+        """Events waiting for the consumer."""
+        return len(self._events)
+
     # ---- connection -------------------------------------------------------------------------
 
     async def __aenter__(self) -> FtmsClient:
@@ -187,12 +279,31 @@ class FtmsClient:
         await self.disconnect()
 
     async def connect(self) -> DeviceInfo:
-        """Connect (retrying transient radio errors), read what the machine offers, subscribe."""
-        self._bleak = await self._connect_with_retries()
+        """Connect (retrying transient radio errors), read what the machine offers, subscribe.
+
+        A link that drops while we set up is `NotConnected`, not a raw bleak error. Reusing a
+        client starts a fresh event stream: nothing of the previous connection (its "closed")
+        is reported on the new one."""
+        bleak = await self._connect_with_retries()
+        self._bleak = bleak
+        self._closing = False
         self._link_lost = False
+        self._fail_pending(NotConnected("closed"))
+        self._events = _EventQueue(*self._max_queued)
+        self.info = None
+        self.training_status = None
         try:
             self.info = await self._read_device_info()
             await self._subscribe()
+        except (BleakError, NotConnected) as exc:
+            dropped = self._link_lost or not bleak.is_connected
+            await self.disconnect()
+            if dropped:
+                raise NotConnected(SETUP_DROPPED) from exc
+            raise MalformedDevice(
+                f"{self.address} failed while we were setting up ({exc}): switch it off and "
+                "on, then try again"
+            ) from exc
         except BaseException:
             await self.disconnect()
             raise
@@ -236,8 +347,10 @@ class FtmsClient:
             self._link_lost = True
             self._events.put(LinkLost(self._now(), "closed"))
 
-    def _on_disconnect(self, _client: BleakClient) -> None:
-        if self._link_lost:
+    def _on_disconnect(self, client: BleakClient) -> None:
+        # A previous connection's BleakClient may report its end late (some backends call back
+        # after a solicited disconnect too): that is not news about the current link.
+        if self._link_lost or client is not self._bleak:
             return
         self._link_lost = True
         self._fail_pending(NotConnected("the link dropped"))
@@ -296,11 +409,18 @@ class FtmsClient:
         if raw is None:
             return None
         try:
-            return decode(raw)
+            decoded = decode(raw)
         except ftms.MalformedPacket as exc:
             self.malformed_packets += 1
             log.warning("%s", exc)
             return None
+        if decoded.malformed:
+            # Not a fact about the machine: report no range (the session refuses to drive a
+            # machine without one, in one line) rather than drive by nonsense.
+            self.malformed_packets += 1
+            log.warning("ignoring implausible range %s: %s", raw.hex(), decoded.problem)
+            return None
+        return decoded
 
     async def _subscribe(self) -> None:
         bleak = self._require()
@@ -329,7 +449,11 @@ class FtmsClient:
 
     def _on_treadmill_data(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
         self.notifications += 1
-        decoded = ftms.decode_treadmill_data(data)
+        decoded = ftms.decode_treadmill_data(data)  # FTMS's absolute bounds already applied
+        if self.info is not None:
+            decoded = ftms.check_plausible(
+                decoded, self.info.speed_range, self.info.incline_range
+            )
         if decoded.malformed:
             self.malformed_packets += 1
             log.warning("malformed Treadmill Data %s (decoded %s)", bytes(data).hex(),
@@ -387,6 +511,11 @@ class FtmsClient:
         if isinstance(approved.command, StopCmd):
             return await self._stop(payload)
         async with self._procedure_lock:
+            # Checked at the moment it would be written, after any wait for the lock.
+            self._require()
+            age = asyncio.get_running_loop().time() - approved.t
+            if age > self.approval_ttl_s:
+                raise ApprovalExpired(approved.command, age, self.approval_ttl_s)
             return await self._procedure(payload)
 
     async def _stop(self, payload: bytes) -> ftms.ControlResponse:

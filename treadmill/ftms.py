@@ -8,8 +8,9 @@ Encoders produce exactly what the spec describes; the simulator uses them to spe
 
 from __future__ import annotations
 
+import math
 import struct
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum
 
 
@@ -199,6 +200,87 @@ def _is_integer_scale(scale: float) -> bool:
     return scale == 1
 
 
+# ---- plausibility ----------------------------------------------------------------------------
+#
+# FTMS can encode values no treadmill can produce (uint16 speed goes to 655.35 km/h, sint16
+# incline to +-3276.7 %). Such a value is a firmware bug or garbage, never a fact (DESIGN §4):
+# the decoders flag it malformed and leave the field out, so nothing downstream acts on it.
+
+# The fastest treadmills made are sprint/research machines at ~40-45 km/h; consumer and gym
+# FTMS treadmills top out at 20-30 km/h. Anything above 50 km/h is not a belt speed.
+SPEED_CEILING_KMH = 50.0
+# +-100 % is a 45-degree slope; real decks go from about -6 % to +40 % (incline trainers).
+INCLINE_LIMIT_PCT = 100.0
+RAMP_LIMIT_DEG = 45.0  # the same slope as an angle
+# No person has a heart rate above 250 bpm; the governor acts on heart rate, so it is checked.
+HEART_RATE_CEILING_BPM = 250
+# A reading beyond what the machine itself reported it can do, by more than this, is not a
+# reading. The margin is wide (a belt overshooting its own maximum, a console in mph, a coarse
+# range) because its job is to catch garbage, not to police the belt: the governor does that.
+SPEED_MARGIN_KMH = 2.0
+INCLINE_MARGIN_PCT = 2.0
+RANGE_MARGIN_FRACTION = 0.10
+
+# Treadmill Data field -> which plausibility bound it obeys (see _bounds).
+_PLAUSIBLE_FIELDS: dict[str, str] = {
+    "speed_kmh": "speed",
+    "avg_speed_kmh": "speed",
+    "incline_pct": "incline",
+    "ramp_deg": "ramp",
+    "heart_rate_bpm": "heart_rate",
+}
+_ABSOLUTE_BOUNDS: dict[str, tuple[float, float]] = {
+    "speed": (0.0, SPEED_CEILING_KMH),
+    "incline": (-INCLINE_LIMIT_PCT, INCLINE_LIMIT_PCT),
+    "ramp": (-RAMP_LIMIT_DEG, RAMP_LIMIT_DEG),
+    "heart_rate": (0, HEART_RATE_CEILING_BPM),
+}
+
+
+def _bounds(
+    kind: str, speed_range: Range | None, incline_range: Range | None
+) -> tuple[float, float]:
+    """The plausible [lo, hi] for a kind of value: FTMS's absolute bounds, narrowed by what the
+    machine reported (its range plus a margin) when it reported a usable one."""
+    lo, hi = _ABSOLUTE_BOUNDS[kind]
+    if kind == "speed" and speed_range is not None and not speed_range.malformed:
+        margin = max(SPEED_MARGIN_KMH, RANGE_MARGIN_FRACTION * speed_range.maximum)
+        hi = min(hi, speed_range.maximum + margin)
+    elif kind == "incline" and incline_range is not None and not incline_range.malformed:
+        span = incline_range.maximum - incline_range.minimum
+        margin = max(INCLINE_MARGIN_PCT, RANGE_MARGIN_FRACTION * span)
+        lo = max(lo, incline_range.minimum - margin)
+        hi = min(hi, incline_range.maximum + margin)
+    return lo, hi
+
+
+def check_plausible(
+    data: TreadmillData, speed_range: Range | None = None, incline_range: Range | None = None
+) -> TreadmillData:
+    """`data` with every implausible value left out (None, named in `implausible`) and marked
+    malformed. Only the bad field goes: BLE frames are CRC-checked on the air, so garbage comes
+    from firmware, field by field, and the rest of the record is still what the machine said."""
+    bad = {
+        name
+        for name, kind in _PLAUSIBLE_FIELDS.items()
+        if (value := getattr(data, name)) is not None
+        and not _within(value, _bounds(kind, speed_range, incline_range))
+    }
+    if not bad:
+        return data
+    return replace(
+        data,
+        **dict.fromkeys(bad),  # type: ignore[arg-type]
+        implausible=data.implausible | bad,
+        malformed=True,
+    )
+
+
+def _within(value: float, bounds: tuple[float, float]) -> bool:
+    lo, hi = bounds
+    return math.isfinite(value) and lo - 1e-9 <= value <= hi + 1e-9
+
+
 @dataclass(frozen=True)
 class TreadmillData:
     """One decoded Treadmill Data (0x2ACD) notification. Absent fields are None."""
@@ -224,6 +306,7 @@ class TreadmillData:
     # What the decoder saw, for logs and quirk handling; ignored by the encoder.
     flags: int = field(default=0, compare=False)
     not_available: frozenset[str] = field(default=frozenset(), compare=False)
+    implausible: frozenset[str] = field(default=frozenset(), compare=False)  # left out
     malformed: bool = field(default=False, compare=False)
     trailing: bytes = field(default=b"", compare=False)
 
@@ -244,7 +327,8 @@ def decode_treadmill_data(data: bytes | bytearray) -> TreadmillData:
 
     A group whose bytes are missing is left out and the result is marked malformed; bytes left
     over after every known flag (e.g. a step count behind reserved bit 13) are kept in
-    `trailing` and also mark it malformed.
+    `trailing` and also mark it malformed. A value no treadmill can produce (600 km/h) is left
+    out and marks it malformed too; `check_plausible` also checks against the machine's ranges.
     """
     data = bytes(data)
     if len(data) < 2:
@@ -272,12 +356,14 @@ def decode_treadmill_data(data: bytes | bytearray) -> TreadmillData:
     trailing = data[pos:]
     if trailing or flags & ~_KNOWN_FLAGS:  # leftovers, or reserved flag bits 13-15 set
         malformed = True
-    return TreadmillData(
-        **values,  # type: ignore[arg-type]
-        flags=flags,
-        not_available=frozenset(unavailable),
-        malformed=malformed,
-        trailing=trailing,
+    return check_plausible(
+        TreadmillData(
+            **values,  # type: ignore[arg-type]
+            flags=flags,
+            not_available=frozenset(unavailable),
+            malformed=malformed,
+            trailing=trailing,
+        )
     )
 
 
@@ -330,22 +416,52 @@ def encode_features(features: Features) -> bytes:
 
 @dataclass(frozen=True)
 class Range:
-    """A Supported Speed (km/h) or Inclination (%) Range: minimum, maximum, increment."""
+    """A Supported Speed (km/h) or Inclination (%) Range: minimum, maximum, increment.
+
+    `malformed` (with the reason in `problem`) means the bytes decoded but describe no real
+    machine (min > max, a zero step, 600 km/h): the client must not use such a range."""
 
     minimum: float
     maximum: float
     step: float
+    malformed: bool = field(default=False, compare=False)
+    problem: str = field(default="", compare=False)
 
 
 class MalformedPacket(ValueError):
     """A read that cannot be decoded at all (e.g. an empty range characteristic)."""
 
 
+# Range kind -> (unit, lowest plausible minimum, highest plausible maximum). A speed range with
+# a maximum of 0 km/h is the all-zero read of a console that has not filled it in.
+_RANGE_BOUNDS: dict[str, tuple[str, float, float]] = {
+    "speed": ("km/h", 0.0, SPEED_CEILING_KMH),
+    "inclination": ("%", -INCLINE_LIMIT_PCT, INCLINE_LIMIT_PCT),
+}
+
+
+def _checked_range(kind: str, lo: float, hi: float, step: float) -> Range:
+    unit, floor, ceiling = _RANGE_BOUNDS[kind]
+    problem = ""
+    if lo > hi:
+        problem = f"minimum {lo:g} {unit} is above maximum {hi:g} {unit}"
+    elif step <= 0:
+        problem = f"increment {step:g} {unit} is not positive"
+    elif lo < floor or hi > ceiling:
+        problem = f"{lo:g}-{hi:g} {unit} is beyond what any treadmill can do"
+    elif kind == "speed" and hi <= 0:
+        problem = "maximum 0 km/h"
+    elif hi > lo and step > hi - lo:
+        problem = f"increment {step:g} {unit} is larger than the whole range {lo:g}-{hi:g}"
+    return Range(lo, hi, step, malformed=bool(problem), problem=problem)
+
+
 def decode_speed_range(data: bytes | bytearray) -> Range:
+    """Raises MalformedPacket only when short; an implausible range comes back malformed."""
     if len(data) < 6:
         raise MalformedPacket(f"speed range needs 6 bytes, got {len(data)}: {bytes(data).hex()}")
     lo, hi, step = struct.unpack_from("<HHH", bytes(data))
-    return Range(lo / 100, hi / 100, step / 100)
+    return _checked_range("speed", lo / 100, hi / 100, step / 100)
 
 
 def encode_speed_range(r: Range) -> bytes:
@@ -358,7 +474,7 @@ def decode_inclination_range(data: bytes | bytearray) -> Range:
             f"inclination range needs 6 bytes, got {len(data)}: {bytes(data).hex()}"
         )
     lo, hi, step = struct.unpack_from("<hhH", bytes(data))
-    return Range(lo / 10, hi / 10, step / 10)
+    return _checked_range("inclination", lo / 10, hi / 10, step / 10)
 
 
 def encode_inclination_range(r: Range) -> bytes:
@@ -459,7 +575,8 @@ def decode_control_response(data: bytes | bytearray) -> ControlResponse | None:
 
 @dataclass(frozen=True)
 class MachineStatus:
-    """A Fitness Machine Status (0x2ADA) notification. Unknown op codes are kept, not rejected."""
+    """A Fitness Machine Status (0x2ADA) notification. Unknown op codes are kept (malformed),
+    not rejected; a known op with trailing bytes still has its op and value."""
 
     op: int
     value: float | int | None = None
@@ -467,14 +584,21 @@ class MachineStatus:
     raw: bytes = b""
 
 
-_STATUS_PARAMS: dict[int, tuple[str, float]] = {
-    MachineStatusOp.STOPPED_OR_PAUSED_BY_USER: ("<B", 1),
-    MachineStatusOp.TARGET_SPEED_CHANGED: ("<H", 0.01),
-    MachineStatusOp.TARGET_INCLINE_CHANGED: ("<h", 0.1),
+# Op code -> parameter format, scale, and the values it can mean. Stop/pause's control info is
+# 1 (stop) or 2 (pause); a target outside what any treadmill can do is garbage, not a target.
+_STATUS_PARAMS: dict[int, tuple[str, float, float, float]] = {
+    MachineStatusOp.STOPPED_OR_PAUSED_BY_USER: ("<B", 1, StopPause.STOP, StopPause.PAUSE),
+    MachineStatusOp.TARGET_SPEED_CHANGED: ("<H", 0.01, 0.0, SPEED_CEILING_KMH),
+    MachineStatusOp.TARGET_INCLINE_CHANGED: ("<h", 0.1, -INCLINE_LIMIT_PCT, INCLINE_LIMIT_PCT),
 }
 
 
 def decode_machine_status(data: bytes | bytearray) -> MachineStatus:
+    """Decode a Machine Status notification; never raises.
+
+    Malformed: empty, an op code the spec reserves (kept as `op`), a parameter missing or
+    followed by extra bytes, or a parameter no machine can mean. A reserved stop/pause control
+    info keeps its value (it still says "stopped"); an impossible target is left out."""
     data = bytes(data)
     if not data:
         return MachineStatus(op=-1, malformed=True, raw=data)
@@ -482,21 +606,25 @@ def decode_machine_status(data: bytes | bytearray) -> MachineStatus:
     param = _STATUS_PARAMS.get(op)
     if param is None:
         known = op in MachineStatusOp._value2member_map_
-        return MachineStatus(op=op, malformed=known and len(data) != 1, raw=data)
-    fmt, scale = param
+        return MachineStatus(op=op, malformed=not known or len(data) != 1, raw=data)
+    fmt, scale, lo, hi = param
     size = struct.calcsize(fmt)
     if len(data) < 1 + size:
         return MachineStatus(op=op, malformed=True, raw=data)
     raw = struct.unpack_from(fmt, data, 1)[0]
-    value = raw if scale == 1 else round(raw * scale, 2)
-    return MachineStatus(op=op, value=value, malformed=len(data) != 1 + size, raw=data)
+    value: float | int | None = raw if scale == 1 else round(raw * scale, 2)
+    plausible = _within(value, (lo, hi))  # type: ignore[arg-type]
+    if not plausible and op != MachineStatusOp.STOPPED_OR_PAUSED_BY_USER:
+        value = None
+    malformed = len(data) != 1 + size or not plausible
+    return MachineStatus(op=op, value=value, malformed=malformed, raw=data)
 
 
 def encode_machine_status(op: int, value: float | int | None = None) -> bytes:
     param = _STATUS_PARAMS.get(op)
     if param is None or value is None:
         return bytes([op & 0xFF])
-    fmt, scale = param
+    fmt, scale = param[:2]
     return bytes([op]) + struct.pack(fmt, round(value / scale))
 
 

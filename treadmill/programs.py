@@ -7,6 +7,7 @@ session starts. Every refusal names the file, the step and the field.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,6 +21,14 @@ from treadmill.errors import TreadmillError
 
 class ProgramError(TreadmillError):
     """A program file or step that can't be used; the message names file, step and field."""
+
+
+# Sane bounds for every number in a program, before any safety setting is applied. NaN slips
+# through every comparison (a NaN step is skipped, a NaN speed walks at the start speed and
+# "completes") and inf never ends, so every number must be finite, and then in these bounds.
+MAX_STEP_S = 4 * 3600.0  # no guided step is longer than 4 h; longer is a typo (seconds as min)
+MAX_PROGRAM_SPEED_KMH = 50.0  # FTMS treadmills top out below this (treadmill.ftms)
+MAX_PROGRAM_INCLINE_PCT = 100.0  # +-100 % is a 45-degree slope
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,22 @@ def validate(program: Program, config: SafetyConfig, limits: MachineLimits | Non
         def refuse(fieldname: str, why: str, index: int = index) -> ProgramError:
             return ProgramError(f"{_where(program, index, fieldname)}: {why}")
 
+        # First, before any comparison: NaN would pass every one of them.
+        for fieldname, value in (("duration", step.duration_s), ("speed_kmh", step.speed_kmh),
+                                 ("incline_pct", step.incline_pct)):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise refuse(fieldname, f"must be a number, not {value!r}")
+            if not math.isfinite(value):
+                raise refuse(fieldname, f"must be a finite number, not {value!r}")
+        if step.duration_s > MAX_STEP_S:
+            raise refuse("duration", f"{step.duration_s / 60:g} min is longer than the "
+                                     f"{MAX_STEP_S / 3600:g} h a step may last")
+        if step.speed_kmh > MAX_PROGRAM_SPEED_KMH:
+            raise refuse("speed_kmh", f"{step.speed_kmh:g} km/h is faster than any treadmill "
+                                      f"({MAX_PROGRAM_SPEED_KMH:g} km/h)")
+        if abs(step.incline_pct) > MAX_PROGRAM_INCLINE_PCT:
+            raise refuse("incline_pct", f"{step.incline_pct:g} % is beyond any treadmill "
+                                        f"(+-{MAX_PROGRAM_INCLINE_PCT:g} %)")
         if step.duration_s <= 0:
             raise refuse("duration", "must be longer than 0 s")
         if step.speed_kmh <= 0:
@@ -203,9 +228,14 @@ def parse_program(raw: dict[str, Any], source: str, default_name: str) -> Progra
         if ("minutes" in entry) == ("seconds" in entry):
             raise bad(f"{where}, field minutes", "give the length as either minutes or seconds")
         length_key = "minutes" if "minutes" in entry else "seconds"
-        length = _number(entry, length_key, None, bad, where)
-        speed = _number(entry, "speed_kmh", None, bad, where)
-        incline = _number(entry, "incline_pct", 0.0, bad, where)
+        max_length = MAX_STEP_S / 60 if length_key == "minutes" else MAX_STEP_S
+        length = _number(entry, length_key, None, bad, where, (0.0, max_length), length_key,
+                         f"a step may last at most {MAX_STEP_S / 3600:g} h")
+        speed = _number(entry, "speed_kmh", None, bad, where, (0.0, MAX_PROGRAM_SPEED_KMH),
+                        "km/h", "faster than any treadmill")
+        incline = _number(entry, "incline_pct", 0.0, bad, where,
+                          (-MAX_PROGRAM_INCLINE_PCT, MAX_PROGRAM_INCLINE_PCT), "%",
+                          "beyond any treadmill")
         cue = entry.get("cue", "")
         if not isinstance(cue, str):
             raise bad(f"{where}, field cue", "must be text")
@@ -234,12 +264,22 @@ def parse_program(raw: dict[str, Any], source: str, default_name: str) -> Progra
 
 
 def _number(entry: dict[str, Any], key: str, default: float | None, bad: Any,
-            where: str) -> float:
+            where: str, bounds: tuple[float, float], unit: str, why: str) -> float:
+    """A finite number within `bounds` (TOML has nan, inf and -inf literals). Zero and
+    negative lengths and speeds are left to validate(), which says why they are wrong."""
     value = entry.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise bad(f"{where}, field {key}", "must be a number" if value is not None
                   else "is missing")
-    return float(value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise bad(f"{where}, field {key}", f"must be a finite number, not {value!r}")
+    lo, hi = bounds
+    if number > hi or (lo < 0 and number < lo):
+        allowed = f"{lo:g} to {hi:g}" if lo < 0 else f"at most {hi:g}"
+        raise bad(f"{where}, field {key}", f"{value!r} {unit} is out of range ({allowed} "
+                  f"{unit}: {why})")
+    return number
 
 
 def load_program_file(path: Path) -> Program:
