@@ -32,6 +32,10 @@ class FaultKind(StrEnum):
     LONG_PACKET = "long-packet"  # Treadmill Data with 3 extra trailing bytes
     UNKNOWN_STATUS = "unknown-status"  # Machine Status with op code `value` (0x42) + 2 bytes
     SPEED_UP_BY_ITSELF = "speed-up-by-itself"  # target rises by `value` km/h, no command
+    # A person at the console, no control needed; at 0 (the first connection) the machine is
+    # already started or tilted when the client arrives.
+    CONSOLE_START = "console-start"  # START, then speed `value` km/h: status 0x04, 0x05
+    CONSOLE_INCLINE = "console-incline"  # deck to `value` %: status 0x06
 
 
 DEFAULT_VALUES: dict[FaultKind, float] = {
@@ -40,6 +44,8 @@ DEFAULT_VALUES: dict[FaultKind, float] = {
     FaultKind.OVERSHOOT: 1.0,
     FaultKind.SPEED_UP_BY_ITSELF: 1.0,
     FaultKind.UNKNOWN_STATUS: 0x42,
+    FaultKind.CONSOLE_START: 6.0,
+    FaultKind.CONSOLE_INCLINE: 5.0,
 }
 
 FORCED_RESULTS: dict[FaultKind, ResultCode] = {

@@ -27,6 +27,10 @@ from treadmill.ftms import (
 CCCD_NOTIFY = 0x0001
 CCCD_INDICATE = 0x0002
 PROCEDURE_TIMEOUT_S = 30.0  # FTMS: a control procedure the server never answers times out
+# Loop times are sums of floats: a timer due at T may run at T - 1e-14 together with others
+# due then (asyncio runs everything due within its clock resolution). A busy window that ends
+# "now" must count as over, or a client answering the instant it hears back is refused.
+BUSY_TOLERANCE_S = 1e-6
 LONG_PACKET_TAIL = b"\x63\x00\x00"  # like the CS-WP8's step count behind reserved flag bit 13
 # A fixed order (not the frozenset's) so that combined packet faults are reproducible.
 _GARBLES = (FaultKind.CORRUPT_PACKET, FaultKind.SHORT_PACKET, FaultKind.LONG_PACKET)
@@ -52,6 +56,8 @@ class Notification:
     uuid: str
     data: bytes
     delay: float = 0.0
+    # A late control point answer: delivering it ends this procedure (FtmsServer.delivered).
+    procedure: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,13 @@ def _snap(value: float, r: Range) -> float | None:
     return round(min(r.minimum + steps * r.step, r.maximum), 2)
 
 
+def _clamp_snap(value: float, r: Range) -> float:
+    """`value` brought into the range, then rounded to its increment (what a console can set)."""
+    snapped = _snap(min(max(value, r.minimum), r.maximum), r)
+    assert snapped is not None
+    return snapped
+
+
 def _garble(kind: FaultKind, data: bytes) -> bytes:
     if kind is FaultKind.CORRUPT_PACKET:
         return bytes(b ^ 0xFF for b in data)
@@ -89,7 +102,8 @@ class FtmsServer:
 
     - Control-point writes need indications enabled on the control point (else ATT error 0xFD),
       one procedure at a time (a write while an answer is still owed: ATT error 0xFE, for up to
-      the spec's 30 s), and Request Control first (else result 0x05).
+      the spec's 30 s; a late answer ends it when it is delivered, see `delivered`), and Request
+      Control first (else result 0x05).
     - Machine Status: 0x04 after a Start/Resume that started the belt (control point or console),
       0x05/0x06 with the new (step-rounded) value after every accepted target change, 0x01 after
       Reset, 0x03 safety key, 0xFF control lost. 0x02 (stopped/paused by user) is sent ONLY for
@@ -113,6 +127,7 @@ class FtmsServer:
         self._cccd: dict[str, int] = {}
         self._control = False
         self._busy_until: float | None = None
+        self._procedure = 0  # counts answered writes, so a late answer ends only its own
         self._moving_frames = 0
         self._training_sent = self._training_bytes()
         self._report_incline = (
@@ -240,6 +255,10 @@ class FtmsServer:
             case FaultKind.SPEED_UP_BY_ITSELF:
                 m.nudge_speed(now, fault.amount)
                 return self._training()
+            case FaultKind.CONSOLE_START:
+                return self.console_start(now, fault.amount)
+            case FaultKind.CONSOLE_INCLINE:
+                return self.console_set_incline(now, fault.amount)
             case FaultKind.UNKNOWN_STATUS:
                 return self._raw_status(bytes([int(fault.amount) & 0xFF, 0x01, 0x02]))
             case kind if kind in PACKET_FAULTS and fault.duration is None:
@@ -248,14 +267,31 @@ class FtmsServer:
 
     # ---- the console: a person pressing the machine's own buttons ------------------------
 
-    def console_start(self, now: float) -> list[Event]:
-        """START on the console: works without control, like on a real machine."""
+    def console_start(self, now: float, kmh: float | None = None) -> list[Event]:
+        """START on the console: works without control, like on a real machine.
+
+        With `kmh`, the person then sets that speed at once (a quick-speed key, which consoles
+        accept during the start countdown too): 0x04, then 0x05 with the value. The console
+        cannot go beyond its own range, so `kmh` is clamped to it."""
         try:
             started = self.model.start(now)
         except OperationRefused:
             return []
-        status = self._status(MachineStatusOp.STARTED_OR_RESUMED_BY_USER) if started else []
-        return status + self._training()
+        events = self._status(MachineStatusOp.STARTED_OR_RESUMED_BY_USER) if started else []
+        if kmh is not None:
+            speed = _clamp_snap(kmh, self.profile.speed)
+            self.model.set_target_speed(now, speed)
+            events += self._status(MachineStatusOp.TARGET_SPEED_CHANGED, speed)
+        return events + self._training()
+
+    def console_set_incline(self, now: float, pct: float) -> list[Event]:
+        """The incline keys on the console (any time, belt moving or not; clamped to the range).
+        A machine without an incline motor has no such keys."""
+        if self.profile.incline is None:
+            return []
+        pct = _clamp_snap(pct, self.profile.incline)
+        self.model.set_target_incline(now, pct)
+        return self._status(MachineStatusOp.TARGET_INCLINE_CHANGED, pct)
 
     def console_set_speed(self, now: float, kmh: float) -> list[Event]:
         """The speed keys on the console."""
@@ -299,7 +335,7 @@ class FtmsServer:
         self.control_log.append((now, data))
         if not self._cccd.get(uuid, 0) & CCCD_INDICATE:
             raise BleakGATTProtocolError(BleakGATTProtocolErrorCode.CCCD_IMPROPERLY_CONFIGURED)
-        if self._busy_until is not None and now < self._busy_until:
+        if self._busy_until is not None and now < self._busy_until - BUSY_TOLERANCE_S:
             raise BleakGATTProtocolError(BleakGATTProtocolErrorCode.PROCEDURE_ALREADY_IN_PROGRESS)
         self._busy_until = None
         if not data:
@@ -314,15 +350,23 @@ class FtmsServer:
         result, events = outcome
         return self._answer(data[0], result, now) + events
 
+    def delivered(self, event: Notification) -> None:
+        """`event` has just gone out over the air (called by the delivery side, which knows
+        when). A late control point answer ends its procedure there and then: the next write
+        may come at once, even from the callback that hears the answer."""
+        if event.procedure is not None and event.procedure == self._procedure:
+            self._busy_until = None
+
     def _answer(self, op: int, result: int, now: float) -> list[Event]:
+        self._procedure += 1
         if self._window(FaultKind.NO_INDICATION, now):
             self._busy_until = now + PROCEDURE_TIMEOUT_S
             return []
-        delay = 0.0
+        data = ftms.encode_control_response(op, result)
         if late := self._window(FaultKind.DELAY_INDICATION, now):
-            delay = late.amount
-            self._busy_until = now + delay
-        return [Notification(ftms.CONTROL_POINT, ftms.encode_control_response(op, result), delay)]
+            self._busy_until = now + late.amount
+            return [Notification(ftms.CONTROL_POINT, data, late.amount, self._procedure)]
+        return [Notification(ftms.CONTROL_POINT, data)]
 
     def _execute(
         self, req: ControlRequest, now: float

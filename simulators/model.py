@@ -63,19 +63,32 @@ class TreadmillModel:
       the key is inserted again. Nothing ever restarts the belt by itself (except the
       `nudge_speed` fault hook, which exists to test exactly that).
     - A speed target below the minimum is the caller's problem: the GATT layer validates ranges.
+    - The machine may already be in motion when the model is made (`belt_kmh`, `incline_pct`: a
+      belt someone started at the console before we arrived): running at that speed with no
+      countdown, the deck at that incline. `now=None` starts the clock at the first call that
+      passes a time (a simulator made outside an event loop has no time yet).
     """
 
-    def __init__(self, profile: Profile, now: float = 0.0) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        now: float | None = 0.0,
+        *,
+        belt_kmh: float = 0.0,
+        incline_pct: float = 0.0,
+    ) -> None:
         self.profile = profile
-        self._t = now
-        self._state = MachineState.IDLE
-        self._speed = 0.0
-        self._target = 0.0
+        self._clock_started = now is not None
+        self._t = 0.0 if now is None else now
+        moving = belt_kmh > 0.0
+        self._state = MachineState.RUNNING if moving else MachineState.IDLE
+        self._speed = belt_kmh if moving else 0.0
+        self._target = self._speed
         self._pending: float | None = None  # speed set while not running, used by Start
         self._offset = 0.0  # overshoot fault: the belt runs to target + offset
-        self._incline = self._clamp_incline(0.0)
+        self._incline = self._clamp_incline(incline_pct)
         self._incline_target = self._incline
-        self._motion_at = now  # end of the start countdown
+        self._motion_at = self._t  # end of the start countdown
         self._key_in = True
         self._distance_m = 0.0
         self._elapsed_s = 0.0
@@ -161,6 +174,12 @@ class TreadmillModel:
 
     def advance_to(self, t: float) -> None:
         """Integrate up to time `t` (earlier times are ignored: the clock is monotonic)."""
+        if not self._clock_started:
+            # Nothing happened before the first time we hear of: the state made at creation
+            # holds from here (a preset belt must not cover the distance of the wait).
+            self._clock_started = True
+            self._t = self._motion_at = t
+            return
         if t <= self._t:
             return
         if self.running and self._t < self._motion_at < t:

@@ -5,20 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import ClassVar
 
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakGATTProtocolError
 
 from simulators import radio
 from simulators.backend import SimulatedBleakClient, SimulatedBleakScanner
 from simulators.faults import Fault, FaultKind, parse_fault
-from simulators.gatt import CharacteristicSpec, Event, FtmsServer, LinkDropped
+from simulators.gatt import CharacteristicSpec, Event, FtmsServer, LinkDropped, Notification
 from simulators.model import TreadmillModel
 from simulators.profiles import Profile, get_profile
+from simulators.trace import TraceTarget, TraceWriter
 from treadmill import ftms
+from treadmill.ftms import Range
+
+TRACE_HZ = 10.0  # ground-truth samples per second of loop time (telemetry is 1-10 Hz)
 
 _serials = itertools.count(1)
 
@@ -30,11 +36,29 @@ def _next_address() -> str:
     return "F2:0D:" + ":".join(f"{b:02X}" for b in n.to_bytes(4, "big"))
 
 
-def _now() -> float:
+def _loop_time() -> float | None:
     try:
         return asyncio.get_running_loop().time()
     except RuntimeError:
-        return 0.0  # created outside a loop: the model's clock starts at the first event
+        return None
+
+
+def _now() -> float:
+    t = _loop_time()
+    return 0.0 if t is None else t  # outside a loop: only reached by code that sends nothing
+
+
+def _preset(name: str, value: float, r: Range | None, unit: str) -> float:
+    """A starting value for the physical state: 0, or within the machine's range."""
+    if value == 0.0:
+        return 0.0
+    if r is None:
+        raise ValueError(f"{name}={value:g}: this machine has no incline motor")
+    if not r.minimum - 1e-9 <= value <= r.maximum + 1e-9:
+        raise ValueError(
+            f"{name}={value:g} is outside the machine's range {r.minimum:g}..{r.maximum:g} {unit}"
+        )
+    return round(r.minimum + round((value - r.minimum) / r.step) * r.step, 2)
 
 
 class VirtualTreadmill:
@@ -48,6 +72,12 @@ class VirtualTreadmill:
     otherwise. Telemetry runs as one asyncio task per connection while Treadmill Data
     notifications are enabled; it is cancelled on disconnect and close(). A disconnect does not
     stop the belt (real consoles keep running; control simply goes back to the console).
+
+    `belt_kmh` / `incline_pct` make a machine that is already moving / tilted before anyone
+    connects (running at that speed, no countdown). `trace` (a path or a text stream) gets the
+    machine's physical truth as JSON lines (simulators/trace.py): a sample every 1/TRACE_HZ s
+    of loop time, connected or not, from creation inside a loop (else from the first
+    connection), every control point write with its answer, and a final line at close().
     """
 
     client_backend: ClassVar[type[SimulatedBleakClient]] = SimulatedBleakClient
@@ -62,6 +92,9 @@ class VirtualTreadmill:
         notify_hz: float | None = None,
         faults: Iterable[Fault | str] = (),
         rssi: int = -60,
+        belt_kmh: float = 0.0,
+        incline_pct: float = 0.0,
+        trace: TraceTarget | None = None,
     ) -> None:
         base = profile if isinstance(profile, Profile) else get_profile(profile)
         self.profile = base if notify_hz is None else replace(base, notify_hz=notify_hz)
@@ -69,7 +102,10 @@ class VirtualTreadmill:
         self.name = name or f"SIM Treadmill {self.profile.name}"
         self.rssi = rssi
         self.faults = tuple(parse_fault(f) if isinstance(f, str) else f for f in faults)
-        self._model = TreadmillModel(self.profile, _now())
+        belt = _preset("belt_kmh", belt_kmh, self.profile.speed, "km/h")
+        incline = _preset("incline_pct", incline_pct, self.profile.incline, "%")
+        created = _loop_time()
+        self._model = TreadmillModel(self.profile, created, belt_kmh=belt, incline_pct=incline)
         serial = "SIM" + self.address.replace(":", "")
         self.server = FtmsServer(self.profile, self._model, serial=serial, faults=self.faults)
         self.ble_device = BLEDevice(self.address, self.name, self)
@@ -81,7 +117,17 @@ class VirtualTreadmill:
         self._off_air_until = 0.0
         self._closed = False
         self._background: set[asyncio.Task[None]] = set()
-        radio.register(self)
+        self._trace_origin = created  # None: set when the trace starts (no loop time yet)
+        self._trace_task: asyncio.Task[None] | None = None
+        self._trace = None if trace is None else TraceWriter(trace)  # ValueError if unopenable
+        try:
+            radio.register(self)
+        except ValueError:
+            if self._trace is not None:
+                self._trace.close()
+            raise
+        if created is not None:
+            self._start_trace()
 
     def __repr__(self) -> str:
         return f"<VirtualTreadmill {self.profile.name} {self.address}>"
@@ -91,8 +137,21 @@ class VirtualTreadmill:
     @property
     def model(self) -> TreadmillModel:
         """The belt, brought up to the current time (so assertions see the present)."""
-        self._model.advance_to(_now())
+        if (now := _loop_time()) is not None:
+            self._model.advance_to(now)
         return self._model
+
+    @property
+    def trace_origin(self) -> float | None:
+        """The loop time that trace lines count `t` from (None: not known yet)."""
+        return self._trace_origin
+
+    def set_trace_origin(self, loop_time: float) -> None:
+        """Count the trace's `t` from `loop_time` (e.g. the moment a session started, so the
+        trace lines up with the session's own `t`). Lines already written keep their `t`."""
+        self._trace_origin = loop_time
+        if _loop_time() is not None:
+            self._start_trace()
 
     @property
     def control_log(self) -> list[tuple[float, bytes]]:
@@ -148,6 +207,10 @@ class VirtualTreadmill:
         """Someone uses the console's speed keys."""
         self._dispatch(self.server.console_set_speed(_now(), kmh))
 
+    def console_set_incline(self, pct: float) -> None:
+        """Someone uses the console's incline keys (clamped to the machine's range)."""
+        self._dispatch(self.server.console_set_incline(_now(), pct))
+
     def start_demo_walker(self, speeds: Sequence[float] = (2.0, 3.0, 4.0, 3.0),
                           every_s: float = 4.0) -> asyncio.Task[None]:
         """A simulated person who starts the belt at the console and changes its speed every
@@ -181,6 +244,72 @@ class VirtualTreadmill:
         self._fault_timers.clear()
         self._drop_link()
         radio.unregister(self)
+        self._stop_trace()
+
+    # ---- ground-truth trace ----------------------------------------------------------------
+
+    def _trace_t(self, now: float) -> float:
+        if self._trace_origin is None:
+            self._trace_origin = now
+        return now - self._trace_origin
+
+    def _start_trace(self) -> None:
+        """Start sampling (idempotent); needs a running loop."""
+        if self._trace is None or self._trace_task is not None or self._closed:
+            return
+        if self._trace_origin is None:
+            self._trace_origin = _now()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        self._trace_sample(start)  # the state at the start is on file at once, not 0.1 s later
+        name = f"trace {self.address}"
+        self._trace_task = loop.create_task(self._run_trace(start), name=name)
+
+    async def _run_trace(self, start: float) -> None:
+        loop = asyncio.get_running_loop()
+        period = 1.0 / TRACE_HZ
+        due = start + period
+        while True:
+            await asyncio.sleep(due - loop.time())
+            now = loop.time()
+            self._trace_sample(now)
+            due += period
+            if due < now:  # fell behind (real-time loop under load): skip, don't burst
+                due = now + period
+
+    def _trace_sample(self, now: float) -> None:
+        assert self._trace is not None
+        m = self._model
+        m.advance_to(now)
+        self._trace.state(self._trace_t(now), m.belt_speed_kmh, m.incline_pct, m.running)
+
+    def _trace_write(
+        self, now: float, data: bytes, events: list[Event] | None, att_error: int | None = None
+    ) -> None:
+        if self._trace is None:
+            return
+        answers = (
+            e.data
+            for e in events or ()
+            if isinstance(e, Notification) and e.uuid == ftms.CONTROL_POINT
+        )
+        answer = next(answers, None)
+        self._trace.write(self._trace_t(now), time.monotonic(), data, answer, att_error)
+
+    def _stop_trace(self) -> None:
+        task, self._trace_task = self._trace_task, None
+        if task is not None and not task.done():
+            with contextlib.suppress(RuntimeError):  # its loop may already be closed
+                task.cancel()
+        if self._trace is None:
+            return
+        now = _loop_time()
+        m = self._model
+        if now is None:
+            now = m.time  # closed outside a loop: the last moment the model knows
+        else:
+            m.advance_to(now)
+        self._trace.final(self._trace_t(now), m.belt_speed_kmh, m.incline_pct, m.running)
 
     # ---- faults --------------------------------------------------------------------------
 
@@ -212,6 +341,7 @@ class VirtualTreadmill:
             raise RuntimeError(f"{self} is not connectable now")
         self._central = central
         self._link_id += 1
+        self._start_trace()  # made outside a loop: the trace starts with the first connection
         if self.server.on_connect(_now()):
             for fault in self.faults:
                 self._schedule(fault)
@@ -226,7 +356,15 @@ class VirtualTreadmill:
         return self.server.read(uuid, _now())
 
     def link_write(self, uuid: str, data: bytes) -> None:
-        events = self.server.write(uuid, data, _now())
+        now = _now()
+        try:
+            events = self.server.write(uuid, data, now)
+        except BleakGATTProtocolError as exc:
+            if uuid == ftms.CONTROL_POINT:
+                self._trace_write(now, data, None, int(exc.code))
+            raise
+        if uuid == ftms.CONTROL_POINT:
+            self._trace_write(now, data, events)
         if not self.profile.indicate_before_write_returns:
             # Hold answers until just after the write response is back at the client.
             late = self.profile.att_latency_s + 0.001
@@ -277,23 +415,25 @@ class VirtualTreadmill:
                 self._drop_link()
                 return
             if event.delay > 0:
-                self._deliver_later(loop, event.delay, link_id, event.uuid, event.data)
+                self._deliver_later(loop, link_id, event)
             else:
-                loop.call_soon(self._deliver, link_id, event.uuid, event.data)
+                loop.call_soon(self._deliver, link_id, event)
 
     def _deliver_later(
-        self, loop: asyncio.AbstractEventLoop, delay: float, link_id: int, uuid: str, data: bytes
+        self, loop: asyncio.AbstractEventLoop, link_id: int, event: Notification
     ) -> None:
         def fire() -> None:
             self._deliveries.discard(handle)
-            self._deliver(link_id, uuid, data)
+            self._deliver(link_id, event)
 
-        handle = loop.call_at(loop.time() + delay, fire)
+        handle = loop.call_at(loop.time() + event.delay, fire)
         self._deliveries.add(handle)
 
-    def _deliver(self, link_id: int, uuid: str, data: bytes) -> None:
+    def _deliver(self, link_id: int, event: Notification) -> None:
         if link_id == self._link_id and self._central is not None:
-            self._central.link_deliver(uuid, data)
+            # Before the client hears it: its next write may come from the callback itself.
+            self.server.delivered(event)
+            self._central.link_deliver(event.uuid, event.data)
 
     def _cancel_telemetry(self) -> list[asyncio.Task[None]]:
         task, self._telemetry = self._telemetry, None

@@ -307,6 +307,84 @@ async def test_speed_up_by_itself(make_sim):
     assert len(sim.control_log) == writes and len(probe.statuses()) == statuses
 
 
+async def test_console_start(make_sim):
+    # At 0 (the first connection) someone already pressed START: the belt is in its countdown
+    # when the client arrives, and the statuses went out before anyone listened.
+    sim = make_sim("gym", faults=["console-start@0=6"])  # gym: 3 s countdown
+    probe = await Probe.connect(sim)
+    assert sim.model.running and not sim.model.moving
+    await sleep_until(2.9)
+    assert not sim.model.moving
+    await sleep_until(15)
+    assert probe.speeds()[-1] == 6.0 and sim.model.belt_speed_kmh == pytest.approx(6.0)
+    assert probe.statuses() == [] and sim.control_log == []  # no control, no command
+
+
+async def test_console_start_later_is_announced(make_sim):
+    sim = make_sim(faults=["console-start@5"])  # default: 6 km/h
+    probe = await Probe.connect(sim)
+    await sleep_until(5.1)
+    assert probe.statuses() == [
+        bytes([MachineStatusOp.STARTED_OR_RESUMED_BY_USER]),
+        ftms.encode_machine_status(MachineStatusOp.TARGET_SPEED_CHANGED, 6.0),
+    ]
+    training = ftms.decode_training_status(probe.packets(ftms.TRAINING_STATUS)[-1])
+    assert training.status == TrainingStatusCode.MANUAL_MODE
+    await sleep_until(15)
+    assert probe.speeds()[-1] == 6.0
+
+
+async def test_console_start_on_a_running_belt_only_changes_speed(make_sim):
+    _, probe = await walking(make_sim, "console-start@10=4.5")
+    t = now()
+    await sleep_until(20)
+    assert probe.statuses(t) == [
+        ftms.encode_machine_status(MachineStatusOp.TARGET_SPEED_CHANGED, 4.5)
+    ]
+    assert probe.speeds()[-1] == 4.5
+
+
+async def test_console_start_is_refused_with_the_safety_key_out(make_sim):
+    sim = make_sim(faults=["safety-key@1", "console-start@2"])
+    await Probe.connect(sim)
+    await sleep_until(10)
+    assert not sim.model.running and not sim.model.moving
+
+
+async def test_console_incline(make_sim):
+    sim = make_sim(faults=["console-incline@0=11.5"])
+    probe = await Probe.connect(sim)
+    await sleep_until(30)  # 0.5 %/s
+    sample = probe.telemetry()[-1][1]
+    assert sample.incline_pct == 11.5 and sample.speed_kmh == 0.0  # tilted, belt still
+    assert probe.statuses() == []  # before anyone listened
+
+
+async def test_console_incline_later_is_announced_and_clamped(make_sim):
+    sim = make_sim(faults=["console-incline@5=4", "console-incline@10=40"])
+    probe = await Probe.connect(sim)
+    await sleep_until(40)
+    op = MachineStatusOp.TARGET_INCLINE_CHANGED
+    assert probe.statuses() == [
+        ftms.encode_machine_status(op, 4.0),
+        ftms.encode_machine_status(op, 15.0),  # the console stops at the top of its range
+    ]
+    assert sim.model.incline_pct == 15.0
+
+
+async def test_console_incline_on_a_machine_without_incline_does_nothing(make_sim):
+    sim = make_sim("walking-pad", faults=["console-incline@1=5"])
+    probe = await Probe.connect(sim)
+    await sleep_until(5)
+    assert probe.statuses() == [] and sim.model.incline_pct == 0.0
+
+
+def test_console_fault_defaults():
+    assert parse_fault("console-start@0").amount == 6.0
+    assert parse_fault("console-incline@0").amount == 5.0
+    assert parse_fault("console-incline@0=-2").amount == -2.0
+
+
 async def test_injecting_a_fault_now(make_sim):
     sim, probe = await walking(make_sim)
     await asyncio.sleep(3)

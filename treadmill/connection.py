@@ -22,6 +22,7 @@ class SimulatorOptions:
     profile: str = "home"
     faults: tuple[str, ...] = ()
     notify_hz: float | None = None
+    trace: str | None = None  # --sim-trace FILE: the simulated machine's ground truth (JSON lines)
 
 
 def make_simulator(options: SimulatorOptions, address: str | None = None) -> VirtualTreadmill:
@@ -31,7 +32,7 @@ def make_simulator(options: SimulatorOptions, address: str | None = None) -> Vir
     try:
         faults = [parse_fault(text) for text in options.faults]
         return VirtualTreadmill(options.profile, faults=faults, notify_hz=options.notify_hz,
-                                address=address)
+                                address=address, trace=options.trace)
     except ValueError as exc:
         raise TreadmillError(str(exc)) from exc
 

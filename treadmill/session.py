@@ -5,7 +5,9 @@ in, approved commands go out to the client, and everything that happens comes ou
 `SessionEvent`s (for the headless printer, the TUI, tests). Nothing here decides what is
 safe: every request goes to the governor, and only its `ApprovedCommand`s reach the client.
 Whatever way the session ends (program done, alarm, exception, cancellation, signal), the
-last thing it does while the link is up is make sure a Stop was sent.
+last thing it does while the link is up is make sure a Stop was sent, and then it keeps the
+clock, the telemetry and the command path running until the governor has seen the belt at
+rest (stop until still), the link is gone, or the person insists (a second cancellation).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from safety import (
+    AcknowledgeStop,
     Alarm,
     ApprovedCommand,
     CommandAccepted,
     CommandFailed,
+    CommandVoided,
     ConfirmTurned,
     EmergencyStop,
     Ended,
@@ -48,7 +52,7 @@ from safety import (
     TurnAround,
     TurnAroundReady,
 )
-from treadmill.client import FtmsClient
+from treadmill.client import ApprovalExpired, FtmsClient
 from treadmill.errors import NotConnected, TreadmillError
 from treadmill.events import LinkLost as ClientLinkLost
 from treadmill.events import StatusEvent, TelemetrySample
@@ -59,6 +63,10 @@ log = logging.getLogger(__name__)
 TICK_S = 0.1
 COUNTDOWN_S = (10.0, 3.0)  # cues this long before every change
 STOP_ON_EXIT_TIMEOUT_S = 2.0
+# After the end, how long the runner keeps re-sending Stop to a belt that is still moving
+# before it gives up and leaves the last alarm standing (the console is the last resort).
+STOP_UNTIL_STILL_MAX_S = 30.0
+START_RETRY_LIMIT = 3  # a start refused because the belt was moving: tries once it stopped
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class SessionResult:
     duration_s: float
     distance_m: int | None
     backward_s: float
+    belt_still: bool = True  # False: the belt was not seen at rest when the runner gave up
 
 
 def machine_limits(client: FtmsClient) -> MachineLimits:
@@ -92,15 +101,21 @@ def machine_limits(client: FtmsClient) -> MachineLimits:
         )
     speed = info.speed_range
     incline = info.incline_range
-    return MachineLimits(
-        speed_min_kmh=speed.minimum,
-        speed_max_kmh=speed.maximum,
-        speed_step_kmh=speed.step or 0.1,
-        incline_min_pct=incline.minimum if incline else 0.0,
-        incline_max_pct=incline.maximum if incline else 0.0,
-        incline_step_pct=(incline.step or 0.5) if incline else 0.5,
-        incline_supported=info.can_set_incline,
-    )
+    try:
+        return MachineLimits(
+            speed_min_kmh=speed.minimum,
+            speed_max_kmh=speed.maximum,
+            speed_step_kmh=speed.step or 0.1,
+            incline_min_pct=incline.minimum if incline else 0.0,
+            incline_max_pct=incline.maximum if incline else 0.0,
+            incline_step_pct=(incline.step or 0.5) if incline else 0.5,
+            incline_supported=info.can_set_incline,
+        )
+    except ValueError as exc:
+        raise TreadmillError(
+            f"this treadmill reports ranges that make no sense ({exc}), so it can't be driven "
+            "safely: use its console"
+        ) from None
 
 
 Confirmer = Callable[[Orientation], Awaitable[None]]
@@ -161,6 +176,11 @@ class SessionRunner:
         """The person says they now face the other way."""
         self._turned.set()
 
+    def acknowledge_stop(self) -> None:
+        """The person has seen that the belt would not stop and takes over at the console."""
+        if self.governor is not None:
+            self._handle(AcknowledgeStop(self.now()))
+
     @property
     def waiting_for_confirmation(self) -> bool:
         return self._confirm_requested.is_set() and not self._turned.is_set()
@@ -182,10 +202,15 @@ class SessionRunner:
         if isinstance(output, ApprovedCommand):
             if isinstance(output.command, StopCmd):
                 # The fast path: scheduled before anything else runs (even the event callback),
-                # written at once, not behind queued commands.
-                task = asyncio.get_running_loop().create_task(self._execute(output))
+                # written at once. Whatever waited in the queue is void: it was approved for a
+                # situation the Stop has just ended.
+                loop = asyncio.get_running_loop()
+                task = loop.create_task(self._execute(output))
                 self._stop_tasks.add(task)
                 task.add_done_callback(self._stop_tasks.discard)
+                while not self._queue.empty():
+                    voided = self._queue.get_nowait()
+                    loop.call_soon(self._handle, CommandVoided(self.now(), voided.command))
             else:
                 self._queue.put_nowait(output)
             self._emit("command", **describe_command(output))
@@ -211,6 +236,10 @@ class SessionRunner:
     async def _execute(self, approved: ApprovedCommand) -> None:
         try:
             await self.client.execute(approved)
+        except ApprovalExpired:
+            if self.governor is not None:
+                self._handle(CommandVoided(self.now(), approved.command))
+            return
         except (TreadmillError, OSError) as exc:
             if self.governor is None:
                 return
@@ -295,12 +324,17 @@ class SessionRunner:
         if self._confirm is not None:
             confirm_task = asyncio.ensure_future(self._confirm(to))
             turned_task = asyncio.ensure_future(self._turned.wait())
-            done, pending = await asyncio.wait({confirm_task, turned_task},
-                                               return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
+            both = {confirm_task, turned_task}
+            try:
+                done, _ = await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                # Also when the session ends mid-confirmation: nothing may outlive it.
+                for task in both:
+                    task.cancel()
+                await asyncio.gather(*both, return_exceptions=True)
             for task in done:
-                task.result()
+                if not task.cancelled():
+                    task.result()
         else:
             await self._turned.wait()
         self._confirm_requested.clear()
@@ -329,13 +363,32 @@ class SessionRunner:
                 cue=step.cue,
             )
             if str(self.governor.state) in ("idle", "stopped"):
-                self._handle(Start(self.now(), step.orientation))
+                await self._start_walking(step.orientation)
             self._handle(SetSpeed(self.now(), step.speed_kmh))
             self._handle(SetIncline(self.now(), step.incline_pct))
             await self._wait_running_time(step.duration_s, describe_next(upcoming))
         self.current_step = None
         self._emit("cue", text="Program complete: slowing to a stop")
         self._handle(EndSession(self.now(), "program complete"))
+
+    async def _start_walking(self, orientation: Orientation) -> None:
+        """Start; a belt found moving (started at the console) is slowed to a stop by the
+        governor first, and the start is asked for again once it has stopped."""
+        governor = self.governor
+        assert governor is not None
+        for _ in range(START_RETRY_LIMIT):
+            self._handle(Start(self.now(), orientation))
+            if str(governor.state) != "stopping":
+                return
+            while str(governor.state) == "stopping":
+                await asyncio.sleep(self._tick_s)
+            if str(governor.state) not in ("idle", "stopped"):
+                return
+            # Stopped: the next Start needs it seen at rest, which takes a few readings.
+            for _ in range(int(5.0 / self._tick_s)):
+                if governor.check_start_possible(orientation) is None:
+                    break
+                await asyncio.sleep(self._tick_s)
 
     # ---- the whole session ------------------------------------------------------------------
 
@@ -375,10 +428,19 @@ class SessionRunner:
                         raise task.exception()  # type: ignore[misc]
                 self._handle(EndSession(self.now(), "the client event stream ended"))
                 ended = await self._ended
+            program_task.cancel()
+            await asyncio.gather(program_task, return_exceptions=True)
+            # Stop until still: the clock, telemetry and commands keep running after "ended"
+            # until the governor has seen the belt at rest (or gives up with the alarm).
+            still = await self._until_still(tasks)
         except BaseException as exc:
-            # Exceptions, Ctrl-C, SIGTERM (delivered as cancellation): stop the belt first.
-            await self._stop_on_exit(f"{type(exc).__name__}: {exc}" if not isinstance(
-                exc, asyncio.CancelledError) else "interrupted")
+            # Exceptions, Ctrl-C, SIGTERM (delivered as cancellation): stop the belt first,
+            # and see it through; a second cancellation (the person insists) ends at once.
+            await self._stop_on_exit(
+                "interrupted" if isinstance(exc, asyncio.CancelledError)
+                else f"{type(exc).__name__}: {exc}",
+                tasks,
+            )
             raise
         finally:
             program_task.cancel()
@@ -386,27 +448,57 @@ class SessionRunner:
                 task.cancel()
             await asyncio.gather(program_task, *tasks, return_exceptions=True)
         await self._drain_stops()
+        final = self.governor.ended_reason or ended.reason
         return SessionResult(
-            reason=ended.reason,
+            reason=final,
             message=ended.message,
             duration_s=self.session_time(),
             distance_m=self.last_sample.distance_m if self.last_sample else None,
             backward_s=self.governor.backward_total_s,
+            belt_still=still,
         )
+
+    async def _until_still(self, tasks: list[asyncio.Task[None]],
+                           limit_s: float = STOP_UNTIL_STILL_MAX_S) -> bool:
+        """Wait while the governor carries a stop decision through; False if it gave up."""
+        governor = self.governor
+        assert governor is not None
+        deadline = self.now() + limit_s
+        while governor.stopping_until_still:
+            if self.now() >= deadline or all(task.done() for task in tasks[:1]):
+                break  # the client's event stream ended: the link is gone
+            await asyncio.sleep(self._tick_s)
+        if not governor.stopping_until_still:
+            return True
+        if self.client.is_connected:
+            self._finished = False  # this alarm is news, even after "ended"
+            message = ("the belt was not seen to stop after "
+                       f"{limit_s:g} s of sending Stop: use the console STOP or pull the "
+                       "safety key now")
+            self._emit("alarm", kind="command_failed", message=message)
+            self._finished = True
+        return False
 
     async def _drain_stops(self) -> None:
         if self._stop_tasks:
             await asyncio.wait(set(self._stop_tasks), timeout=STOP_ON_EXIT_TIMEOUT_S)
 
-    async def _stop_on_exit(self, why: str) -> None:
-        """Make sure a Stop is written before the process goes away."""
+    async def _stop_on_exit(self, why: str, tasks: list[asyncio.Task[None]]) -> None:
+        """Make sure a Stop is written before the process goes away, and keep at it while the
+        belt moves; a further cancellation (the person insists) cuts this short."""
         if self.governor is None:
             return
         log.warning("session aborted (%s): stopping the belt", why)
         with contextlib.suppress(Exception):
             self._handle(EmergencyStop(self.now()))
-        with contextlib.suppress(Exception):
-            await asyncio.shield(self._drain_stops())
+        try:
+            await self._drain_stops()
+            if any(not task.done() for task in tasks):
+                await self._until_still(tasks)
+        except asyncio.CancelledError:
+            log.warning("stopping cut short: the belt may still be moving")
+        except Exception:
+            log.exception("while stopping the belt")
 
 
 def describe_command(approved: ApprovedCommand) -> dict[str, Any]:
