@@ -390,6 +390,13 @@ class Governor:
         """How often handle() fell back to its fail-safe (tests assert this stays 0)."""
         return self._internal_errors
 
+    def check_start_possible(self, orientation: Orientation) -> str | None:
+        """Why a Start in this orientation would be refused right now, or None."""
+        try:
+            return self._start_refusal(Orientation(orientation), resuming=False)
+        except Exception:  # a query must never raise either
+            return "not possible now"
+
     def check_backward_possible(self) -> str | None:
         """The reason backward mode is refused on this machine and config, or None."""
         return envelope_for(self._limits, self._config, Orientation.BACKWARD).refusal
@@ -1361,7 +1368,7 @@ class Governor:
             self._limits.speed_max_kmh,
         )
         self._target = 0.0
-        self._last_down_t = self._now
+        self._last_down_t = self._last_down_emit_t = self._now
         self._speed_confirmed = False
         self._intent = _Intent.STOP
         self._goto(Trigger.SLOW_MOVING_BELT)
@@ -1984,9 +1991,12 @@ class Governor:
         # The ramp runs on time, not on answers: a treadmill that answers late gets fewer,
         # larger decreases (at most one key press's worth), so it still slows at the ramp
         # rate instead of at the pace of its answers.
+        since = self._now - self._last_down_emit_t
         continuing = self._now - self._last_down_t <= env.down_interval_s + 0.25
-        behind = env.ramp_down_kmh_per_s * (self._now - self._last_down_emit_t) if continuing else 0
-        drop = max(env.speed_step_kmh, min(behind, self._config.max_step_per_request_kmh))
+        behind = env.ramp_down_kmh_per_s * since if continuing and math.isfinite(since) else 0
+        step = env.speed_step_kmh
+        most = max(step, self._config.max_step_per_request_kmh)
+        drop = min(max(step, round(behind / step) * step), most)  # whole increments only
         return max(
             floor,
             snap_down(self._commanded - drop + EPS, env.speed_min_kmh, env.speed_step_kmh),

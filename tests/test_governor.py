@@ -519,6 +519,7 @@ def test_start_on_a_belt_already_moving_slows_it_to_a_stop_and_never_starts_it()
     kmh = [v for _, v in speeds(seen)]
     assert kmh == sorted(kmh, reverse=True) and kmh[-1] == 1.0
     assert seen[-1][1] == StopCmd() and g.state is S.STOPPED
+    assert g.internal_errors == 0
 
 
 def test_a_stale_reading_is_neither_motion_nor_rest_at_a_start():
@@ -1337,3 +1338,77 @@ def test_time_never_runs_backwards():
     g.handle(Telemetry(t - 100.0, 1.0))
     assert g.now == t + 1.5
     assert g.state is S.RUNNING
+
+
+# --------------------------------------------------- rules learned from adversarial tests
+
+
+def test_a_backward_start_on_a_tilted_deck_levels_it_first():
+    g = Governor(HILL)
+    g.handle(Telemetry(0.0, 0.0, 11.5))  # the deck was left up (or set at the console)
+    assert cmds(g.handle(Start(0.1, BACK))) == [RequestControl()]
+    assert cmds(g.handle(CommandAccepted(0.2, RequestControl()))) == [SetTargetIncline(0.0)]
+    g.handle(CommandAccepted(0.3, SetTargetIncline(0.0)))
+    t, incline, out = 0.3, 11.5, []
+    while not cmds(out):  # the motor lowers it at 0.5 % per s; no Start meanwhile
+        t, incline = round(t + 0.25, 6), max(0.0, round(incline - 0.125, 3))
+        out = g.handle(Telemetry(t, 0.0, incline)) + g.handle(Tick(t))
+    assert cmds(out) == [StartResume()]
+    assert incline <= 0.5  # within the backward limit (0 %) and its tolerance
+
+
+def test_a_turn_to_backward_waits_for_the_deck_to_come_down():
+    g = Governor(HILL)
+    t = start_running(g, FWD)
+    g.handle(SetIncline(t, 10.0))
+    t, _ = follow(g, t, t + 30, incline=True)
+    assert g.measured_incline_pct == 10.0
+    g.handle(TurnAround(t))
+    # The belt stops, but the deck stays up: no "turn now", and it is told to come down.
+    seen, speed = [], g.commanded_speed_kmh
+    for k in range(1, 60):
+        at = round(t + 0.25 * k, 6)
+        out = g.handle(Telemetry(at, speed, 10.0)) + g.handle(Tick(at))
+        for c in cmds(out):
+            seen.append(c)
+            g.handle(CommandAccepted(at, c))
+            speed = c.kmh if isinstance(c, SetTargetSpeed) else 0.0 if c == StopCmd() else speed
+        assert not [o for o in out if isinstance(o, TurnAroundReady)]
+    assert g.state is S.AWAITING_TURN
+    assert seen[seen.index(StopCmd()) + 1 :] == [SetTargetIncline(0.0)]
+    t = at
+    readings = [g.handle(Telemetry(t + 0.25 * k, 0.0, 0.0)) for k in range(1, 15)]
+    ready = [o for out in readings for o in out if isinstance(o, TurnAroundReady)]
+    assert ready == [TurnAroundReady(BACK)]
+
+
+def test_zeros_from_before_the_last_stop_are_not_rest():
+    g = Governor(FLAT)
+    g.handle(Telemetry(0.0, 0.0))
+    g.handle(Start(0.0, BACK))
+    g.handle(CommandAccepted(0.1, RequestControl()))
+    g.handle(CommandAccepted(0.2, StartResume()))
+    for k in range(1, 12):  # a start countdown: zeros while the belt is about to move
+        g.handle(Telemetry(0.2 + 0.25 * k, 0.0))
+    assert cmds(g.handle(TurnAround(3.0))) == [StopCmd()]
+    g.handle(CommandAccepted(3.1, StopCmd()))
+    out = g.handle(Tick(3.2)) + g.handle(Tick(5.0))
+    assert not [o for o in out if isinstance(o, TurnAroundReady)]
+    # Fresh zeros after the Stop, for the whole dwell: now it is rest.
+    readings = [g.handle(Telemetry(5.0 + 0.25 * k, 0.0)) for k in range(14)]
+    assert [o for out in readings for o in out if isinstance(o, TurnAroundReady)]
+
+
+def test_telemetry_that_drops_out_while_slowing_is_not_rest():
+    g = Governor(FLAT)
+    t = start_running(g)
+    g.handle(SetSpeed(t, 2.0))
+    t, _ = follow(g, t, t + 15)
+    assert cmds(g.handle(EmergencyStop(t))) == [StopCmd()]
+    g.handle(CommandAccepted(t + 0.1, StopCmd()))
+    g.handle(Telemetry(t + 0.25, 1.0))  # ... and then nothing: a drop-out, not a silent stop
+    out = []
+    for k in range(1, 40):
+        out += g.handle(Tick(t + 0.25 + 0.25 * k))
+    assert not [o for o in out if isinstance(o, TurnAroundReady)]
+    assert g.stopping_until_still and StopCmd() in cmds(out)  # Stop is sent again
