@@ -77,6 +77,8 @@ STOP_RESEND_AFTER_ACCEPT_S: Final = 3.0  # accepted, but the belt still moves: s
 # block the link for ever.
 IN_FLIGHT_GIVE_UP_S: Final = 12.0
 UNKNOWN_BELT_WAIT_S: Final = 2.0  # at a start: wait this long for a first reading, then probe
+SILENCE_S: Final = 1.0  # no reading this long (1-4 Hz is normal) after a slow Stop: silent
+SLOW_ANSWER_S: Final = 1.0  # slowing down and an answer takes longer: Stop instead of ramping
 RESUME_AFTER_PAUSE_S: Final = 5.0  # a belt still reporting speed this long after Pause: stale
 INCLINE_S_PER_PCT: Final = 2.0  # incline never reported: assume a slow motor (0.5 % per s)
 INCLINE_SETTLE_TIMEOUT_S: Final = 30.0
@@ -563,7 +565,8 @@ class Governor:
             return accepted  # never reported any speed: a silent machine
         if self._seen_zero:
             return None  # it reports 0 when still: silence here is a drop-out, not rest
-        if m <= self._env.start_speed_kmh + self._env.speed_tolerance_kmh:
+        silent = self._now - self._last_speed_t >= SILENCE_S - EPS
+        if silent and m <= self._env.start_speed_kmh + self._env.speed_tolerance_kmh:
             # Stop/Pause accepted at a slow speed, then silence: the "silent when stopped"
             # quirk. Any later frame moves _last_speed_t, so a stray frame resets the dwell.
             return max(self._last_speed_t, accepted)
@@ -1351,9 +1354,9 @@ class Governor:
         m = self._measured
         return m is not None and m > ZERO_KMH
 
-    def _slow_moving_belt(self, req: Request) -> None:
-        """Start asked for on a belt that is already running (started at the console):
-        never Start it; take control and ramp it down to a stop first."""
+    def _slow_moving_belt(self, req: Request, intent: _Intent = _Intent.STOP) -> None:
+        """Start (or a turn) asked for on a belt that is already running (started at the
+        console): never Start it; take control and ramp it down to a stop first."""
         m = self._measured or 0.0
         self._refuse(
             req,
@@ -1370,7 +1373,7 @@ class Governor:
         self._target = 0.0
         self._last_down_t = self._last_down_emit_t = self._now
         self._speed_confirmed = False
-        self._intent = _Intent.STOP
+        self._intent = intent
         self._goto(Trigger.SLOW_MOVING_BELT)
         if not self._has_control:
             self._emit(RequestControl())
@@ -1413,6 +1416,10 @@ class Governor:
         resuming = isinstance(self._start_request, Resume)
         if self._rest_since() is None and not self._resume_may_go(resuming):
             if self._belt_moving_now() and phase is not _StartPhase.CONFIRM_REST:
+                if self._belt_cmd is _BeltCmd.NONE and self._start_request is not None:
+                    self._start_phase = None
+                    self._slow_moving_belt(self._start_request)  # started at the console
+                    return
                 self._abort_start("the belt is moving: it was not started. Press Start again "
                                   "once it has stopped")
                 return
@@ -1539,6 +1546,8 @@ class Governor:
                 self._start_phase = None
                 self._goto(Trigger.TURN_AROUND)
                 self._enter_turn()
+            case S.IDLE if self._belt_cmd is _BeltCmd.NONE and self._belt_moving_now():
+                self._slow_moving_belt(req, _Intent.TURN)
             case _:
                 self._goto(Trigger.TURN_AROUND)
                 self._enter_turn()
@@ -1955,6 +1964,14 @@ class Governor:
         if not self._link_free():
             if self._state is S.RUNNING:
                 self._hold_reason = "waiting for the treadmill to accept the last command"
+            elif (
+                self._state is S.STOPPING
+                and self._stops_in_flight == 0
+                and self._now - self._in_flight_t >= SLOW_ANSWER_S - EPS
+            ):
+                # A treadmill this slow to answer would take minutes to ramp down: Stop now
+                # (it goes as soon as the machine can take it) rather than keep the belt going.
+                self._finish_stop()
             return
         if self._state is S.RUNNING:
             self._drive_running()

@@ -317,6 +317,12 @@ class SessionRunner:
         self._emit("turn_around", to=str(to),
                    text=f"Slowing to a stop: you will turn to face {to}")
         self._handle(TurnAround(self.now()))
+        governor = self.governor
+        assert governor is not None
+        while str(governor.state) == "stopped" and governor.orientation is not to:
+            # Slowed a belt found moving and stopped for the turn on the way: ask again.
+            await asyncio.sleep(self._tick_s)
+            self._handle(TurnAround(self.now()))
         await self._turn_ready.wait()
         self._confirm_requested.set()
         self._emit("confirm_needed", to=str(to),
@@ -343,6 +349,12 @@ class SessionRunner:
 
     async def _run_program(self) -> None:
         assert self.governor is not None
+        # Rest is seen, not assumed: give the treadmill a moment to say what its belt does, so
+        # a belt already running (started at the console) is slowed before anything else.
+        for _ in range(int(2.0 / self._tick_s)):
+            if self.last_sample is not None:
+                break
+            await asyncio.sleep(self._tick_s)
         items = plan(self.program, start=self.governor.orientation)
         for position, item in enumerate(items):
             if isinstance(item, TurnAroundItem):
@@ -378,6 +390,10 @@ class SessionRunner:
         assert governor is not None
         for _ in range(START_RETRY_LIMIT):
             self._handle(Start(self.now(), orientation))
+            # Until control is granted the governor can't yet tell a moving belt from a still
+            # one (a moving one is then slowed down first: "stopping").
+            while str(governor.state) == "starting" and not governor.has_control:
+                await asyncio.sleep(self._tick_s)
             if str(governor.state) != "stopping":
                 return
             while str(governor.state) == "stopping":
