@@ -1983,7 +1983,9 @@ class Governor:
     def _drive_turn(self) -> None:
         """Stopped for a turn: a deck above the next orientation's limit comes down first."""
         to = self._turn_to
-        if to is None:
+        if to is None or self._rest_since() is None:
+            return  # one axis at a time: the deck moves once the belt is still
+        if self._now - self._last_speed_cmd_t < self._config.speed_incline_gap_s - EPS:
             return
         env = envelope_for(self._limits, self._config, to)
         if self._deck_refusal(env) is None or env.incline_cap_pct is None:
