@@ -351,3 +351,41 @@ async def test_limits_come_from_the_machine(make_sim):
         limits = machine_limits(client)
     assert (limits.speed_min_kmh, limits.speed_max_kmh) == (0.5, 6.0)
     assert limits.incline_supported is False
+
+
+async def test_a_session_ending_during_a_turn_confirmation_leaves_no_task_behind(make_sim):
+    sim = make_sim("home")
+    never = asyncio.Event()
+
+    async def slow_person(to: Orientation) -> None:
+        await never.wait()  # nobody confirms
+
+    session = Session(sim, BOUT, SafetyConfig())
+    session.runner._confirm = slow_person
+    async with session.client:
+        task = asyncio.create_task(session.runner.run())
+        while not session.of_type("confirm_needed"):
+            await asyncio.sleep(0.5)
+        before = asyncio.all_tasks()
+        session.runner.emergency_stop()
+        await task
+        await asyncio.sleep(0)
+        leaked = {t for t in asyncio.all_tasks() - {asyncio.current_task()} if not t.done()}
+        names = [t.get_coro().__qualname__ for t in leaked & before]
+    assert not [n for n in names if "wait" in n.lower() or "slow_person" in n], names
+
+
+async def test_cancelled_twice_the_runner_gives_up_waiting_for_the_belt(make_sim):
+    """The person insists (a second Ctrl-C): the run ends at once, after the first Stop."""
+    sim = make_sim("home", faults=["result-failed@80"])  # the machine refuses every Stop
+    session = Session(sim, BOUT, SafetyConfig())
+    async with session.client:
+        task = asyncio.create_task(session.runner.run())
+        await asyncio.sleep(85)
+        task.cancel()
+        await asyncio.sleep(2)
+        assert not task.done()  # still sending Stop to a belt that moves
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert ftms.encode_stop() in [data for t, data in sim.control_log if t >= 85]
