@@ -259,3 +259,201 @@ def test_headless_session_with_a_safety_key_fault_ends_with_the_reason():
     assert result.exit_code == 2
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert events[-1]["type"] == "ended" and events[-1]["reason"] == "safety_key"
+
+
+# ---- messages a person reads ------------------------------------------------------------------
+
+
+def test_bluetooth_errors_read_as_sentences_with_what_to_do():
+    from bleak.exc import (
+        BleakDeviceNotFoundError,
+        BleakError,
+        BleakGATTProtocolError,
+        BleakGATTProtocolErrorCode,
+    )
+
+    from treadmill.errors import WriteRefused, describe_bluetooth_error
+
+    busy = BleakGATTProtocolError(BleakGATTProtocolErrorCode.PROCEDURE_ALREADY_IN_PROGRESS)
+    try:
+        raise WriteRefused(0x02, None, str(busy)) from BleakError("a", "b")
+    except WriteRefused as refused:
+        uncoded = refused
+    shapes = [
+        busy,
+        BleakGATTProtocolError(BleakGATTProtocolErrorCode.INSUFFICIENT_AUTHENTICATION),
+        BleakError("Disconnected"),
+        BleakError(),
+        BleakDeviceNotFoundError("AA:BB:CC:DD:EE:FF"),
+        BleakBluetoothNotAvailableError("x", BleakBluetoothNotAvailableReason.NO_BLUETOOTH),
+        TimeoutError(),
+        OSError(112, "Host is down"),
+        OSError(5, "Input/output error"),
+        WriteRefused(0x02, 0xFE, str(busy)),
+        uncoded,
+    ]
+    for exc in shapes:
+        text = describe_bluetooth_error(exc, "AA:BB:CC:DD:EE:FF")
+        assert "<" not in text and "('" not in text and "Bleak" not in text, text
+        assert ": " in text and not text.startswith("Bluetooth error"), text
+        assert "\n" not in text
+    assert "busy" in describe_bluetooth_error(busy)
+    assert "pair" in describe_bluetooth_error(shapes[1])
+    assert "dropped the Bluetooth connection" in describe_bluetooth_error(shapes[2])
+
+
+def test_the_ended_event_is_printed_once(capsys):
+    from treadmill.cli import HeadlessPrinter
+    from treadmill.session_events import Ended
+
+    for as_json in (False, True):
+        printer = HeadlessPrinter(as_json)
+        printer(Ended(30.0, "emergency_stop", "stopped"))
+        printer(Ended(30.5, "emergency_stop", "stopped"))
+        assert capsys.readouterr().out.count("stopped") == 1
+
+
+def test_json_output_never_holds_nan(capsys):
+    from treadmill.cli import HeadlessPrinter
+    from treadmill.session_events import TelemetryShown
+
+    def no_constants(name: str):
+        raise AssertionError(f"{name} is not JSON")
+
+    HeadlessPrinter(True)(TelemetryShown(1.0, float("nan"), float("inf"), False, None, None,
+                                         "forward"))
+    line = json.loads(capsys.readouterr().out, parse_constant=no_constants)
+    assert line["speed_kmh"] is None and line["incline_pct"] is None
+
+
+@pytest.mark.parametrize("args", [
+    ["scan", "--timeout", "nan", "--simulate"],
+    ["status", "--simulate", "--speedup", "nan"],
+    ["status", "--simulate", "--speedup", "inf"],
+    ["status", "--simulate", "--speedup", "1e-300"],
+    ["status", "--simulate", "--seconds", "nan", "--speedup", "max"],
+    ["status", "--simulate", "--sim-notify-hz", "nan"],
+    ["session", "taster", "--simulate", "--headless", "--speedup", "1e300"],
+])
+def test_non_finite_or_extreme_numbers_are_refused(args):
+    result = run(*args)
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert "nan" in lines[0] or "inf" in lines[0] or "between" in lines[0]
+
+
+def test_speedup_still_accepts_a_number_or_max():
+    assert run("status", "--simulate", "--seconds", "2", "--speedup", "100").exit_code == 0
+    assert run("status", "--simulate", "--seconds", "2", "--speedup", "MAX").exit_code == 0
+    result = run("status", "--seconds", "2", "--speedup", "max")
+    assert result.exit_code == 2 and "only works with --simulate" in result.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["session"], ["session", "taster", "--simulate"]])
+def test_the_tui_refuses_to_run_without_a_terminal(args):
+    result = run(*args)  # CliRunner's stdin and stdout are not terminals
+    assert result.exit_code == 1
+    line = one_line_error(result)
+    assert "needs a terminal" in line and "--headless" in line
+
+
+def test_the_simulators_command_lists_profiles_and_faults():
+    from simulators import FaultKind, profile_names
+
+    data = json.loads(run("simulators", "--json").stdout)
+    assert [p["name"] for p in data["profiles"]] == profile_names()
+    assert {f["kind"] for f in data["faults"]} == {str(k) for k in FaultKind}
+    assert all(f["description"] for f in data["faults"])
+    text = run("simulators").stdout
+    assert "walking-pad" in text and "pause-at-console" in text
+    for kind in ("console-start", "console-incline"):
+        if kind in {str(k) for k in FaultKind}:
+            assert kind in text
+    assert "treadmill simulators" in " ".join(run("status", "--help").stdout.split())
+
+
+def test_programs_names_the_incline_unlock_once():
+    result = run("programs")
+    line = next(line for line in result.stdout.splitlines()
+                if line.startswith("incline-backward"))
+    assert line.count("unlock") == 1 and "--unlock-backward-incline" in line
+
+
+def test_a_closed_stdout_ends_quietly():
+    import os
+    import subprocess
+    import sys
+
+    exe = str(Path(sys.executable).with_name("treadmill"))
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line: every write fails (EPIPE)
+    try:
+        for args in (["programs"], ["session", "taster", "--simulate", "--headless",
+                                    "--auto-confirm", "--speedup", "max"]):
+            done = subprocess.run([exe, *args], stdout=write, stderr=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL, timeout=30)
+            assert done.stderr == b"", done.stderr
+            assert done.returncode in (0, 141)
+    finally:
+        os.close(write)
+
+
+def test_a_session_whose_output_closes_still_stops_the_belt(tmp_path):
+    import subprocess
+    import sys
+
+    exe = str(Path(sys.executable).with_name("treadmill"))
+    trace = tmp_path / "trace.jsonl"
+    process = subprocess.Popen(
+        [exe, "session", "taster", "--simulate", "--headless", "--json", "--auto-confirm",
+         "--speedup", "20", "--sim-trace", str(trace)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if json.loads(line).get("type") == "step":
+            break
+    process.stdout.close()  # `| head`: the reader goes away mid-session
+    _, err = process.communicate(timeout=20)
+    assert err == b"" and process.returncode == 141
+    writes = [json.loads(line) for line in trace.read_text().splitlines() if '"write"' in line]
+    assert writes[-1]["write"] == "0801" and writes[-1]["result"] is not None
+
+
+# ---- headless input ------------------------------------------------------------------------------
+
+
+def test_headless_pause_at_the_console_can_be_resumed_from_the_keyboard():
+    result = run("session", "taster", "--simulate", "--headless", "--auto-confirm",
+                 "--speedup", "max", "--sim-fault", "pause-at-console@40", input="resume\n")
+    assert result.exit_code == 0, result.output
+    assert 'type "resume"' in result.stdout
+    assert "Session over (completed)" in result.stdout
+
+
+def test_headless_pause_can_be_ended_from_the_keyboard():
+    result = run("session", "taster", "--simulate", "--headless", "--json", "--auto-confirm",
+                 "--speedup", "max", "--sim-fault", "pause-at-console@40",
+                 input="what\nstop\n")
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[-1]["type"] == "ended"
+    assert "keyboard" in events[-1]["message"]
+    assert 'Paused: type "resume"' in result.stderr  # the hint for "what"
+
+
+def test_only_an_explicit_answer_confirms_a_turn_around():
+    result = run("session", "taster", "--simulate", "--headless", "--json", "--speedup", "max",
+                 input="\xff\xfe garbage\nno\n")
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert not any(e["type"] == "confirmed" for e in events)
+    assert result.exit_code == 1
+    assert "standard input is closed" in result.stderr
+    assert result.stderr.count("Not a confirmation") == 2
+
+
+def test_enter_or_yes_confirms_a_turn_around():
+    result = run("session", "taster", "--simulate", "--headless", "--json", "--speedup", "max",
+                 input="  YES \n\n\n\n")
+    assert result.exit_code == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sum(e["type"] == "confirmed" for e in events) >= 2

@@ -1,7 +1,9 @@
-"""The `treadmill` command line: scan, pair, devices, forget, status (more commands join later).
+"""The `treadmill` command line: scan, pair, devices, forget, status, programs, session,
+simulators.
 
 Every failure a user can cause or meet (bad address, no adapter, broken config, unknown
 simulator profile) ends as one line on stderr that says what to do, and a non-zero exit code.
+A closed stdout (`treadmill programs | head`) ends a command quietly, as Unix tools do.
 """
 
 from __future__ import annotations
@@ -11,24 +13,35 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 from bleak.exc import BleakError
 
-from safety import EndReason, Orientation, SafetyConfig
+from safety import (
+    AlarmKind,
+    EndReason,
+    EndSession,
+    GovernorState,
+    Orientation,
+    Resume,
+    SafetyConfig,
+)
+from treadmill import session_events as ev
 from treadmill.client import DeviceInfo, FtmsClient
 from treadmill.config import (
     ConfigError,
     PairedDevice,
     config_path,
+    edit_config,
     load_config,
     normalize_address,
-    save_config,
 )
 from treadmill.connection import SimulatorOptions, make_simulator, open_client
 from treadmill.errors import TreadmillError, describe_bluetooth_error
@@ -49,11 +62,112 @@ from treadmill.session import SessionEvent, SessionResult, SessionRunner
 
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 3
+EXIT_OUTPUT_CLOSED = 128 + 13  # what a shell shows for a tool killed by SIGPIPE
+
+# Every signal that means "go away" stops the belt first (DESIGN §5: every signal and a closed
+# terminal send Stop before the process exits). Windows has only SIGINT/SIGTERM.
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+    if hasattr(signal, name)
+)
+
+
+class OutputClosed(Exception):
+    """Whoever read our stdout has gone (a closed pipe or terminal)."""
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> None:
-    click.echo(f"error: {message}", err=True)
+    with contextlib.suppress(OSError):  # a closed stderr: the exit code still says it
+        click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def quiet_exit_on_closed_output() -> None:
+    """Stdout is gone: exit without a word. Point stdout at /dev/null first, so the
+    interpreter's final flush can't complain about the broken pipe either."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    sys.exit(EXIT_OUTPUT_CLOSED)
+
+
+def to_json(value: Any, indent: int | None = None) -> str:
+    """JSON for people's scripts: never NaN or Infinity (invalid JSON), null instead."""
+    return json.dumps(_finite(value), indent=indent, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+# ---- option types ----------------------------------------------------------------------------
+
+
+class FiniteFloatRange(click.ParamType):
+    """A finite number within [minimum, maximum]: click's FloatRange lets nan through."""
+
+    name = "number"
+
+    def __init__(self, minimum: float, maximum: float) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        if isinstance(value, float) and math.isfinite(value):
+            number = value
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                self.fail(f"'{value}' is not a number", param, ctx)
+            if not math.isfinite(number):
+                self.fail(f"'{value}' is not a finite number", param, ctx)
+        if not self.minimum <= number <= self.maximum:
+            self.fail(f"{value} is not between {self.minimum:g} and {self.maximum:g}",
+                      param, ctx)
+        return number
+
+    def __repr__(self) -> str:
+        return f"FiniteFloatRange({self.minimum:g}, {self.maximum:g})"
+
+
+MIN_SPEEDUP = 0.1
+MAX_SPEEDUP = 10000.0
+
+
+class Speedup(click.ParamType):
+    """--speedup: a factor N in [0.1, 10000], or "max" (as fast as the CPU allows: None)."""
+
+    name = "N|max"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float | None:
+        if value is None or (isinstance(value, float) and math.isfinite(value)):
+            return value
+        if str(value).strip().lower() == "max":
+            return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"'{value}' is not a number or 'max'", param, ctx)
+        if not math.isfinite(number) or not MIN_SPEEDUP <= number <= MAX_SPEEDUP:
+            self.fail(f"{value} is not between {MIN_SPEEDUP:g} and {MAX_SPEEDUP:g} (or 'max')",
+                      param, ctx)
+        return number
+
+
+def check_speedup(factor: float | None, simulate: bool) -> float | None:
+    if factor != 1.0 and not simulate:
+        raise click.UsageError("--speedup only works with --simulate")
+    return factor
 
 
 def run_async[T](coro: Coroutine[Any, Any, T], *, speedup: float | None = 1.0) -> T:
@@ -78,10 +192,13 @@ def user_errors[**P, T](func: Callable[P, T]) -> Callable[P, T]:
             return func(*args, **kwargs)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except (BrokenPipeError, OutputClosed):
+            quiet_exit_on_closed_output()
         except (TreadmillError, BleakError, TimeoutError) as exc:
             if debug:
                 raise
-            fail(describe_bluetooth_error(exc, address if isinstance(address, str) else None))
+            fail(describe_bluetooth_error(exc, address if isinstance(address, str) else None),
+                 getattr(exc, "exit_code", EXIT_USER_ERROR))
         except KeyboardInterrupt:
             fail("interrupted", 130)
         except OSError as exc:
@@ -101,7 +218,11 @@ def user_errors[**P, T](func: Callable[P, T]) -> Callable[P, T]:
 def simulator_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--simulate and the options that shape the simulated treadmill."""
     func = click.option(
-        "--sim-notify-hz", type=click.FloatRange(1, 10), default=None,
+        "--sim-trace", metavar="FILE", default=None,
+        help="Write the simulated machine's physical state (belt, incline, every "
+             "control-point write) as JSON lines to FILE.")(func)
+    func = click.option(
+        "--sim-notify-hz", type=FiniteFloatRange(1, 10), default=None,
         help="Simulated telemetry rate (1-10 Hz; default: the profile's).")(func)
     func = click.option(
         "--sim-fault", "sim_faults", multiple=True, metavar="KIND@SECONDS",
@@ -114,8 +235,9 @@ def simulator_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _sim_options(profile: str, faults: tuple[str, ...], notify_hz: float | None):
-    return SimulatorOptions(profile=profile, faults=faults, notify_hz=notify_hz)
+def _sim_options(profile: str, faults: tuple[str, ...], notify_hz: float | None,
+                 trace: str | None = None) -> SimulatorOptions:
+    return SimulatorOptions(profile=profile, faults=faults, notify_hz=notify_hz, trace=trace)
 
 
 @click.group(invoke_without_command=True)
@@ -128,30 +250,31 @@ def main(ctx: click.Context, debug: bool) -> None:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if ctx.invoked_subcommand is None:
-        # No arguments: the TUI, on the paired treadmill or else the built-in simulator.
-        ctx.invoke(session, program_name=None, device=None, headless=False, as_json=False,
-                   auto_confirm=False, unlock_backward_incline=False, speedup="1",
-                   simulate=False, sim_profile="home", sim_faults=(), sim_notify_hz=None)
+        # No arguments: the TUI, on the paired treadmill or else the built-in simulator
+        # (every other option at its default).
+        ctx.invoke(session)
 
 
 # ---- scan ------------------------------------------------------------------------------------
 
 
 @main.command("scan")
-@click.option("--timeout", type=click.FloatRange(0.5, 120), default=5.0, show_default=True,
+@click.option("--timeout", type=FiniteFloatRange(0.5, 120), default=5.0, show_default=True,
               help="Seconds to listen.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @simulator_options
 @user_errors
 def scan_command(timeout: float, as_json: bool, simulate: bool, sim_profile: str,
-                 sim_faults: tuple[str, ...], sim_notify_hz: float | None) -> None:
+                 sim_faults: tuple[str, ...], sim_notify_hz: float | None,
+                 sim_trace: str | None) -> None:
     """List FTMS treadmills in range: name, address, signal strength."""
 
     async def run() -> list[dict[str, object]]:
         backend = None
         sim = None
         if simulate:
-            sim = make_simulator(_sim_options(sim_profile, sim_faults, sim_notify_hz))
+            sim = make_simulator(_sim_options(sim_profile, sim_faults, sim_notify_hz,
+                                              sim_trace))
             backend = sim.scanner_backend
         try:
             found = await scan(timeout, backend=backend)
@@ -162,7 +285,7 @@ def scan_command(timeout: float, as_json: bool, simulate: bool, sim_profile: str
 
     found = run_async(run(), speedup=None if simulate else 1.0)
     if as_json:
-        click.echo(json.dumps(found, indent=2))
+        click.echo(to_json(found, indent=2))
         return
     if not found:
         click.echo("No FTMS treadmill found. Is it switched on and not connected to another app?")
@@ -181,30 +304,29 @@ def scan_command(timeout: float, as_json: bool, simulate: bool, sim_profile: str
 @simulator_options
 @user_errors
 def pair(address: str, no_check: bool, simulate: bool, sim_profile: str,
-         sim_faults: tuple[str, ...], sim_notify_hz: float | None) -> None:
+         sim_faults: tuple[str, ...], sim_notify_hz: float | None,
+         sim_trace: str | None) -> None:
     """Remember a treadmill (checked by connecting) and make it the default."""
-    config = load_config()
+    load_config()  # a broken config file: say so before connecting to anything
     address = normalize_address(address)
     device = PairedDevice(address=address)
     if not no_check:
-        info = run_async(_read_info(address, simulate, sim_profile), speedup=None if simulate
-                         else 1.0)
+        options = _sim_options(sim_profile, sim_faults, sim_notify_hz, sim_trace)
+        info = run_async(_read_info(address, simulate, options),
+                         speedup=None if simulate else 1.0)
         device = PairedDevice(address=address, name=info.name,
                               model=" ".join(filter(None, [info.manufacturer, info.model])))
-    config.remember(device)
-    config.default_device = address
-    path = save_config(config)
-    click.echo(f"Paired {device.name or address} ({address}); saved in {path}")
+    # Read, change and write under one lock: another `pair` or `forget` running at the same
+    # time must not lose its change, or ours.
+    with edit_config() as config:
+        config.remember(device)
+        config.default_device = address
+    click.echo(f"Paired {device.name or address} ({address}); saved in {config_path()}")
 
 
-async def _read_info(address: str, simulate: bool, sim_profile: str) -> DeviceInfo:
+async def _read_info(address: str, simulate: bool, options: SimulatorOptions) -> DeviceInfo:
     if simulate:
-        from simulators import VirtualTreadmill
-
-        try:
-            sim = VirtualTreadmill(sim_profile, address=address)
-        except ValueError as exc:
-            raise TreadmillError(str(exc)) from exc
+        sim = make_simulator(options, address)
         try:
             client = FtmsClient(address, backend=sim.client_backend)
             async with client:
@@ -229,7 +351,7 @@ def devices(as_json: bool) -> None:
         for d in config.devices
     ]
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(to_json(rows, indent=2))
         return
     if not rows:
         click.echo("No treadmill remembered yet: `treadmill scan`, then `treadmill pair ADDRESS`.")
@@ -244,11 +366,12 @@ def devices(as_json: bool) -> None:
 @user_errors
 def forget(address: str) -> None:
     """Forget a remembered treadmill."""
-    config = load_config()
-    if not config.forget(address):
-        fail(f"{normalize_address(address)} is not remembered (see `treadmill devices`)")
-    save_config(config)
-    click.echo(f"Forgot {normalize_address(address)}")
+    address = normalize_address(address)
+    with edit_config() as config:
+        if not config.forget(address):
+            # Leaving the block by an exception writes nothing.
+            raise ConfigError(f"{address} is not remembered (see `treadmill devices`)")
+    click.echo(f"Forgot {address}")
 
 
 # ---- status ------------------------------------------------------------------------------------
@@ -284,45 +407,31 @@ def sample_as_dict(sample: TelemetrySample, t0: float) -> dict[str, object]:
 
 @main.command()
 @click.option("--device", metavar="ADDRESS", help="Treadmill address (default: the paired one).")
-@click.option("--seconds", type=click.FloatRange(0, 3600), default=10.0, show_default=True,
+@click.option("--seconds", type=FiniteFloatRange(0, 3600), default=10.0, show_default=True,
               help="How long to show live telemetry.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document at the end.")
-@click.option("--speedup", default="1", show_default=True, metavar="N|max",
-              help="With --simulate: run the simulated clock N times faster (or max).")
+@click.option("--speedup", type=Speedup(), default="1", show_default=True,
+              help="With --simulate: run the simulated clock N times faster (0.1-10000, "
+                   "or max).")
 @simulator_options
 @user_errors
 def status(device: str | None = None, seconds: float = 10.0, as_json: bool = False,
-           speedup: str = "1", simulate: bool = False, sim_profile: str = "home",
-           sim_faults: tuple[str, ...] = (), sim_notify_hz: float | None = None) -> None:
+           speedup: float | None = 1.0, simulate: bool = False, sim_profile: str = "home",
+           sim_faults: tuple[str, ...] = (), sim_notify_hz: float | None = None,
+           sim_trace: str | None = None) -> None:
     """Device information, speed/incline ranges, and live telemetry for a while.
 
     Read-only: it never sends a command. With --simulate, a simulated person walks on the
     virtual treadmill and changes its speed at the console, so there is something to watch.
     """
-    factor = parse_speedup(speedup, simulate)
+    factor = check_speedup(speedup, simulate)
     config = load_config()
     client, sim = open_client(simulate=simulate, device=device, config=config,
-                              sim_options=_sim_options(sim_profile, sim_faults, sim_notify_hz))
+                              sim_options=_sim_options(sim_profile, sim_faults, sim_notify_hz,
+                                                       sim_trace))
     result = run_async(_status(client, sim, seconds, as_json), speedup=factor)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
-
-
-def parse_speedup(text: str, simulate: bool) -> float | None:
-    if text == "1":
-        return 1.0
-    if not simulate:
-        raise click.UsageError("--speedup only works with --simulate")
-    if text == "max":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise click.BadParameter(f"'{text}' is not a number or 'max'",
-                                 param_hint="--speedup") from None
-    if value <= 0:
-        raise click.BadParameter("must be positive", param_hint="--speedup")
-    return value
+        click.echo(to_json(result, indent=2))
 
 
 async def _status(client: FtmsClient, sim: Any, seconds: float, as_json: bool) -> dict[str, Any]:
@@ -334,9 +443,11 @@ async def _status(client: FtmsClient, sim: Any, seconds: float, as_json: bool) -
         info = await client.connect()
         if not as_json:
             print_info(info, simulated=sim is not None)
-        if sim is not None:
-            sim.start_demo_walker(every_s=2.5)
         t0 = loop.time()
+        if sim is not None:
+            if hasattr(sim, "set_trace_origin"):
+                sim.set_trace_origin(t0)  # trace times match the telemetry's `t`
+            sim.start_demo_walker(every_s=2.5)
         try:
             async with asyncio.timeout(seconds):
                 async for event in client.events():
@@ -425,6 +536,9 @@ def program_summary(program: Program) -> dict[str, object]:
     }
 
 
+_UNLOCK_NOTE = re.compile(r"\s*\([^()]*\bunlock[^()]*\)", re.IGNORECASE)
+
+
 @main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -436,12 +550,17 @@ def programs(ctx: click.Context, as_json: bool) -> None:
     found = catalogue()
     rows = [program_summary(p) for p in found.programs.values()]
     if as_json:
-        click.echo(json.dumps({"programs": rows, "problems": found.problems}, indent=2))
+        click.echo(to_json({"programs": rows, "problems": found.problems}, indent=2))
         return
     for row in rows:
-        unlock = "  (needs --unlock-backward-incline)" if row["needs_incline_unlock"] else ""
+        title = str(row["title"])
+        unlock = ""
+        if row["needs_incline_unlock"]:
+            # Said once, as the option to use: a title may already say it in its own words.
+            title = _UNLOCK_NOTE.sub("", title).strip() or title
+            unlock = "  (needs --unlock-backward-incline)"
         click.echo(f"{row['name']:<18} {row['minutes']:>5g} min, {row['backward_minutes']:>4g} "
-                   f"min backward  {row['title']}{unlock}")
+                   f"min backward  {title}{unlock}")
     click.echo(f"\nYour own programs go in {user_programs_dir()} (see `treadmill programs show "
                "taster` for the format).")
     for problem in found.problems:
@@ -463,7 +582,7 @@ def programs_show(name: str, as_json: bool) -> None:
             if isinstance(item, WalkItem) else {"turn_around": str(item.to)}
             for item in plan(program)
         ]
-        click.echo(json.dumps(program_summary(program) | {
+        click.echo(to_json(program_summary(program) | {
             "description": program.description.strip(), "plan": steps}, indent=2))
         return
     summary = program_summary(program)
@@ -504,49 +623,201 @@ def safety_config_for(config_safety: dict[str, Any], unlock_incline: bool) -> Sa
         raise ConfigError(f"[safety] in {config_path()}: {exc}") from exc
 
 
-class StdinConfirmer:
-    """Reads confirmations (one line each) from stdin without a thread, so nothing outlives
-    the session; a closed stdin means nobody can confirm, which ends the session safely."""
+CONFIRM_WORDS = frozenset({"", "y", "yes"})
+CLOSED_STDIN = ("no one can confirm the turn-around (standard input is closed): use "
+                "--auto-confirm with --simulate, or run interactively")
 
-    def __init__(self, prompt: Callable[[str], None]) -> None:
-        self._prompt = prompt
+
+class HeadlessInput:
+    """The one reader of stdin for a whole headless session, without a thread (nothing outlives
+    the session). What a line means depends on the moment:
+
+    - a turn-around waits for confirmation: Enter, "y" or "yes" confirms (nothing else does:
+      a stray line must never let the belt start behind someone's back);
+    - the session is paused (at the console): "resume" resumes slowly, "stop" ends it;
+    - "stop" ends the session at any time; anything else gets a hint saying what works now.
+
+    A pipe or terminal is read as lines arrive. A regular file (or a stream without a file
+    descriptor, as in tests) is read one line at a time, only when an answer is wanted, so a
+    file of scripted answers keeps working. A closed stdin while a confirmation is wanted ends
+    the session safely: nobody can confirm."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self._say = say
+        self.runner: SessionRunner | None = None
+        self._confirm: asyncio.Future[None] | None = None
         self._buffer = b""
         self._eof = False
+        self._fd: int | None = None
+        self._lazy: BinaryIO | None = None
+        self._lazy_task: asyncio.Task[None] | None = None
+        self._wanted: asyncio.Event | None = None
 
-    async def __call__(self, to: Orientation) -> None:
-        self._prompt(f"Turn to face {to}, hold the rails, then press Enter.")
-        while b"\n" not in self._buffer and not self._eof:
-            chunk = await self._read()
-            self._eof = not chunk
-            self._buffer += chunk
-        if b"\n" not in self._buffer:
-            raise TreadmillError("no one can confirm the turn-around (standard input is closed): "
-                                 "use --auto-confirm with --simulate, or run interactively")
-        _line, _, self._buffer = self._buffer.partition(b"\n")
+    # ---- life cycle ------------------------------------------------------------------------
 
-    async def _read(self) -> bytes:
+    def start(self, runner: SessionRunner) -> None:
+        self.runner = runner
         loop = asyncio.get_running_loop()
-        chunk: asyncio.Future[bytes] = loop.create_future()
-        fd = sys.stdin.fileno()
-
-        def readable() -> None:
-            if not chunk.done():
-                chunk.set_result(os.read(fd, 4096))
-
+        self._wanted = asyncio.Event()
+        stdin = sys.stdin
         try:
-            loop.add_reader(fd, readable)
-        except (PermissionError, OSError):
-            # A regular file or /dev/null: epoll can't watch it, and reading never blocks.
-            return os.read(fd, 4096)
+            fd = stdin.fileno() if stdin is not None else None
+        except (AttributeError, OSError, ValueError):
+            fd = None  # no descriptor (a test's in-memory stdin)
+        if fd is not None:
+            try:
+                loop.add_reader(fd, self._readable, fd)
+                self._fd = fd
+                return
+            except PermissionError:
+                pass  # a regular file or /dev/null: epoll can't watch it, reads never block
+            except (OSError, ValueError):
+                self._eof = True  # closed
+                return
+        buffer = getattr(stdin, "buffer", None)
+        if buffer is None:
+            self._eof = True
+            return
+        self._lazy = buffer
+        self._lazy_task = loop.create_task(self._read_lazily(), name="stdin")
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._fd)
+            self._fd = None
+        if self._lazy_task is not None:
+            self._lazy_task.cancel()
+            self._lazy_task = None
+
+    def on_event(self, event: SessionEvent) -> None:
+        """Called for every session event: a lazily read stdin is read when an answer is
+        wanted (a confirmation, or a pause)."""
+        self._update_wanted()
+
+    # ---- the Confirmer -----------------------------------------------------------------------
+
+    async def confirm(self, to: Orientation) -> None:
+        if self._eof:
+            raise TreadmillError(CLOSED_STDIN)
+        self._say(f"Turn to face {to}, hold the rails, then press Enter (or type yes). "
+                  'Type "stop" to end the session.')
+        self._confirm = asyncio.get_running_loop().create_future()
+        self._update_wanted()
         try:
-            return await chunk
+            await self._confirm
         finally:
-            loop.remove_reader(fd)
+            self._confirm = None
+            self._update_wanted()
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def _paused(self) -> bool:
+        runner = self.runner
+        return (runner is not None and runner.governor is not None
+                and runner.governor.state == GovernorState.PAUSED)
+
+    def _update_wanted(self) -> None:
+        if self._wanted is None:
+            return
+        if (self._confirm is not None and not self._confirm.done()) or self._paused():
+            self._wanted.set()
+        else:
+            self._wanted.clear()
+
+    def _readable(self, fd: int) -> None:
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""  # a terminal that went away reads as EIO: the same as closed
+        if not chunk:
+            self._at_eof()
+            return
+        self._buffer += chunk
+        while b"\n" in self._buffer:
+            line, _, self._buffer = self._buffer.partition(b"\n")
+            self._line(line)
+
+    async def _read_lazily(self) -> None:
+        assert self._lazy is not None and self._wanted is not None
+        while True:
+            await self._wanted.wait()
+            try:
+                line = self._lazy.readline()
+            except (OSError, ValueError):
+                line = b""
+            if not line:
+                self._at_eof()
+                return
+            self._line(line.rstrip(b"\n"))
+            await asyncio.sleep(0)  # let the answer take effect before reading the next line
+
+    def _at_eof(self) -> None:
+        self._eof = True
+        if self._fd is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._fd)
+            self._fd = None
+        if self._confirm is not None and not self._confirm.done():
+            self._confirm.set_exception(TreadmillError(CLOSED_STDIN))
+
+    def _line(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace").strip().lower()
+        runner = self.runner
+        if runner is None or runner.governor is None:
+            self._say("The session is starting: wait for it (Ctrl-C stops).")
+            return
+        if runner.governor.state == GovernorState.ENDED:
+            return  # the session is over; nothing to answer
+        if self._confirm is not None and not self._confirm.done():
+            if text in CONFIRM_WORDS:
+                self._confirm.set_result(None)
+            elif text == "stop":
+                self._end(runner)
+            else:
+                self._say('Not a confirmation: press Enter (or type "yes") once you face the '
+                          'other way and hold the rails, or type "stop" to end the session.')
+            return
+        if self._paused():
+            if text == "resume":
+                runner.submit(lambda t: Resume(t))
+            elif text == "stop":
+                self._end(runner)
+            else:
+                self._say('Paused: type "resume" and Enter to start again slowly, or "stop" '
+                          "to end the session.")
+            return
+        if text == "stop":
+            self._end(runner)
+            return
+        self._say('Nothing to answer right now: type "stop" and Enter to end the session '
+                  "(Ctrl-C stops the belt at once).")
+
+    def _end(self, runner: SessionRunner) -> None:
+        runner.submit(lambda t: EndSession(t, "stopped from the keyboard"))
 
 
 async def simulated_person_turns(to: Orientation) -> None:
     """--auto-confirm: the simulated person takes a few seconds to turn around."""
     await asyncio.sleep(3.0)
+
+
+def require_terminal() -> None:
+    """The TUI draws on a terminal and reads keys from one: into a pipe it would run unseen,
+    with nobody able to press STOP."""
+    def is_tty(stream: Any) -> bool:
+        try:
+            return stream is not None and stream.isatty()
+        except (AttributeError, ValueError, OSError):
+            return False
+
+    if not (is_tty(sys.stdin) and is_tty(sys.stdout)):
+        raise TreadmillError(
+            "the TUI needs a terminal (standard input and output are not one): run it in a "
+            "terminal, or use `treadmill session PROGRAM --headless`"
+        )
 
 
 @main.command()
@@ -558,118 +829,269 @@ async def simulated_person_turns(to: Orientation) -> None:
               help="With --simulate: the simulated person confirms every turn-around.")
 @click.option("--unlock-backward-incline", is_flag=True,
               help="Allow backward walking uphill, up to 5 % (physiotherapist's advice).")
-@click.option("--speedup", default="1", show_default=True, metavar="N|max",
-              help="With --simulate: run the simulated clock N times faster (or max).")
+@click.option("--speedup", type=Speedup(), default="1", show_default=True,
+              help="With --simulate: run the simulated clock N times faster (0.1-10000, "
+                   "or max).")
 @simulator_options
 @user_errors
 def session(program_name: str | None, device: str | None, headless: bool, as_json: bool,
-            auto_confirm: bool, unlock_backward_incline: bool, speedup: str, simulate: bool,
-            sim_profile: str, sim_faults: tuple[str, ...], sim_notify_hz: float | None) -> None:
-    """Run a guided session (the TUI; --headless for a terminal without one)."""
+            auto_confirm: bool, unlock_backward_incline: bool, speedup: float | None,
+            simulate: bool, sim_profile: str, sim_faults: tuple[str, ...],
+            sim_notify_hz: float | None, sim_trace: str | None) -> None:
+    """Run a guided session (the TUI; --headless for a terminal without one).
+
+    Headless, standard input answers: Enter (or "yes") confirms a turn-around, "resume"
+    resumes a pause, "stop" ends the session.
+    """
     if auto_confirm and not simulate:
         raise click.UsageError("--auto-confirm only works with --simulate: on a real treadmill "
                                "the person on the belt confirms every turn-around")
     if as_json and not headless:
         raise click.UsageError("--json goes with --headless")
-    factor = parse_speedup(speedup, simulate)
+    factor = check_speedup(speedup, simulate)
+    sim_options = _sim_options(sim_profile, sim_faults, sim_notify_hz, sim_trace)
     config = load_config()
     safety = safety_config_for(config.safety, unlock_backward_incline)
     if not headless:
+        require_terminal()
         from tui.app import run_tui
 
         run_tui(program_name=program_name, device=device, simulate=simulate, safety=safety,
-                sim_options=_sim_options(sim_profile, sim_faults, sim_notify_hz),
-                speedup=factor)
+                sim_options=sim_options, speedup=factor)
         return
     program = find_program(program_name or "taster")
     validate(program, safety)
     client, sim = open_client(simulate=simulate, device=device, config=config,
-                              sim_options=_sim_options(sim_profile, sim_faults, sim_notify_hz))
+                              sim_options=sim_options)
     printer = HeadlessPrinter(as_json)
     if not as_json and program.backward_s > 0:
-        click.echo(SAFETY_CHECKLIST + "\n")
-    confirm = simulated_person_turns if auto_confirm else StdinConfirmer(printer.prompt)
-    result = run_async(_headless_session(client, sim, program, safety, confirm, printer),
-                       speedup=factor)
+        printer.echo(SAFETY_CHECKLIST + "\n")
+    keyboard = HeadlessInput(printer.prompt)
+    confirm = simulated_person_turns if auto_confirm else keyboard.confirm
+    result = run_async(_headless_session(client, sim, program, safety, confirm, printer,
+                                         keyboard), speedup=factor)
+    if printer.closed:
+        raise OutputClosed()
     if result.reason not in (EndReason.COMPLETED, EndReason.USER_STOP):
         sys.exit(2)
 
 
 class HeadlessPrinter:
-    """Session events as terminal lines (telemetry once every few seconds) or JSON lines."""
+    """Session events as terminal lines (telemetry once every few seconds) or JSON lines.
+
+    A closed stdout (pipe reader gone, terminal closed) never raises into the session: the
+    printer goes quiet and calls `on_closed`, which ends the session (the belt stops)."""
 
     def __init__(self, as_json: bool, telemetry_every_s: float = 10.0) -> None:
         self.as_json = as_json
         self._every = telemetry_every_s
         self._last_telemetry = -1e9
+        self._ended = False
+        self.closed = False
+        self.on_closed: Callable[[], None] = lambda: None
+        self.on_started: Callable[[SessionEvent], None] = lambda event: None
+
+    def echo(self, text: str, *, err: bool = False) -> None:
+        if self.closed and not err:
+            return
+        try:
+            click.echo(text, err=err)
+        except (OSError, ValueError):  # EPIPE, EIO from a closed terminal, a closed stream
+            if err:
+                return
+            self.closed = True
+            self.on_closed()
 
     def prompt(self, text: str) -> None:
-        if not self.as_json:
-            click.echo(f">>> {text}")
+        # JSON lines on stdout are for programs; what a person must read goes to stderr then.
+        self.echo(f">>> {text}", err=self.as_json)
 
     def __call__(self, event: SessionEvent) -> None:
+        if isinstance(event, ev.Started):
+            self.on_started(event)
+        if isinstance(event, ev.Ended):
+            if self._ended:
+                return  # said once (a late Stop may end the governor's session again)
+            self._ended = True
         if self.as_json:
-            click.echo(json.dumps(event.as_dict()))
+            self.echo(to_json(event.as_dict()))
             return
-        d = event.data
-        stamp = f"[{int(event.t // 60):02d}:{event.t % 60:04.1f}]"
-        match event.type:
-            case "telemetry":
+        line = self._line(event)
+        if line is not None:
+            self.echo(f"[{int(event.t // 60):02d}:{event.t % 60:04.1f}] {line}")
+
+    def _line(self, event: SessionEvent) -> str | None:
+        match event:
+            case ev.TelemetryShown(speed_kmh=kmh, incline_pct=incline):
                 if event.t - self._last_telemetry < self._every:
-                    return
+                    return None
                 self._last_telemetry = event.t
-                speed = "n/a" if d["speed_kmh"] is None else f"{d['speed_kmh']:.1f} km/h"
-                incline = d.get("incline_pct")
+                speed = "n/a" if kmh is None or not math.isfinite(kmh) else f"{kmh:.1f} km/h"
                 incline_text = "" if incline is None else f", incline {incline:g} %" + (
-                    "" if d.get("incline_reported") else " (commanded)")
-                line = f"facing {d['orientation']}: {speed}{incline_text}"
-            case "step":
-                line = (f"step {d['index']}/{d['of']}: {d['orientation']} at "
-                        f"{d['speed_kmh']:g} km/h for {d['duration_s'] / 60:g} min. {d['cue']}")
-            case "command":
-                return  # the belt's response shows in telemetry; --json lists every command
-            case "status":
-                if d["kind"] in ("target_speed_changed", "target_incline_changed",
-                                 "started_by_user"):
-                    return  # the machine echoing our own commands
-                line = f"machine: {d['kind']}"
-            case _:
-                text = d.get("text") or d.get("message") or d.get("reason") or ""
-                line = f"{event.type.replace('_', ' ')}: {text}".rstrip(": ")
-        click.echo(f"{stamp} {line}")
+                    "" if event.incline_reported else " (commanded)")
+                return f"facing {event.orientation}: {speed}{incline_text}"
+            case ev.StepStarted():
+                return (f"step {event.index}/{event.of}: {event.orientation} at "
+                        f"{event.speed_kmh:g} km/h for {event.duration_s / 60:g} min. {event.cue}")
+            case ev.CommandSent():
+                return None  # the belt's response shows in telemetry; --json lists every command
+            case ev.StatusReported(kind=kind):
+                if kind in ("target_speed_changed", "target_incline_changed", "started_by_user"):
+                    return None  # the machine echoing our own commands
+                return f"machine: {kind}"
+            case ev.AlarmRaised(kind=kind, message=message) if kind == AlarmKind.PAUSED_AT_CONSOLE:
+                return (f"alarm: {message or 'paused at the console'}. Here: type "
+                        '"resume" and Enter to start again slowly, or "stop" to end the session.')
+        d = event.data
+        text = d.get("text") or d.get("message") or d.get("reason") or ""
+        return f"{event.type.replace('_', ' ')}: {text}".rstrip(": ")
 
 
 async def _headless_session(client: FtmsClient, sim: Any, program: Program,
-                            safety: SafetyConfig, confirm: Any,
-                            printer: HeadlessPrinter) -> SessionResult:
+                            safety: SafetyConfig, confirm: Any, printer: HeadlessPrinter,
+                            keyboard: HeadlessInput) -> SessionResult:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, task.cancel)
+    signals_seen: list[signal.Signals] = []
+    stopping = False
+
+    def stop_once() -> None:
+        # The first reason to go (a signal, a closed stdout) cancels the session: the runner
+        # then stops the belt and waits, bounded, for it. Only a second *signal* cancels again,
+        # which makes the runner give up waiting.
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            task.cancel()
+
+    def on_signal(sig: signal.Signals) -> None:
+        signals_seen.append(sig)
+        if len(signals_seen) == 1:
+            stop_once()
+        else:
+            task.cancel()
+
+    def on_started(event: SessionEvent) -> None:
+        # The trace's clock starts with the session's, so its `t` matches the events' `t`.
+        set_origin = getattr(sim, "set_trace_origin", None)
+        if set_origin is not None:
+            set_origin(loop.time() - event.t)
+
+    printer.on_closed = stop_once
+    printer.on_started = on_started
+    installed: list[signal.Signals] = []
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, on_signal, sig)
+            installed.append(sig)
+
+    def on_event(event: SessionEvent) -> None:
+        printer(event)
+        keyboard.on_event(event)
+
     try:
         async with client:
             runner = SessionRunner(client, program, config=safety, confirm=confirm,
-                                   on_event=printer)
+                                   on_event=on_event)
+            keyboard.start(runner)
             try:
                 result = await runner.run()
             except asyncio.CancelledError:
-                raise TreadmillError(
-                    "session interrupted: Stop was sent to the treadmill") from None
+                if printer.closed and not signals_seen:
+                    raise OutputClosed() from None
+                if len(signals_seen) > 1:
+                    raise TreadmillError(
+                        "session aborted by a second signal before the treadmill confirmed "
+                        "the Stop: check that the belt has stopped") from None
+                why = signals_seen[0].name if signals_seen else "interrupted"
+                raise SessionInterrupted(
+                    f"session interrupted ({why}): Stop was sent to the treadmill",
+                    128 + int(signals_seen[0]) if signals_seen else 130) from None
+            finally:
+                keyboard.close()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+        for sig in installed:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
         if sim is not None:
             sim.close()
     if not printer.as_json:
         distance = f", {result.distance_m} m" if result.distance_m is not None else ""
-        click.echo(f"Session over ({result.reason}): {result.message}. "
-                   f"{result.duration_s / 60:.1f} min{distance}, "
-                   f"{result.backward_s / 60:.1f} min backward.")
+        printer.echo(f"Session over ({result.reason}): {result.message}. "
+                     f"{result.duration_s / 60:.1f} min{distance}, "
+                     f"{result.backward_s / 60:.1f} min backward.")
     return result
+
+
+class SessionInterrupted(TreadmillError):
+    """A signal ended the session (after Stop was sent); exits with 128 + the signal number."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# ---- simulators --------------------------------------------------------------------------------
+
+# What each fault does, for `treadmill simulators` (the enum's comments are not visible at run
+# time). A kind added to FaultKind without a line here is still listed.
+FAULT_HELP: dict[str, str] = {
+    "disconnect": "the link drops; with +DURATION the device is also off the air that long",
+    "drop-notifications": "no Treadmill Data (telemetry) is sent",
+    "delay-notifications": "Treadmill Data arrives VALUE s late (default 2)",
+    "delay-indication": "control-point answers arrive VALUE s late (default 5)",
+    "no-indication": "the control point never answers",
+    "result-unsupported": "control writes are answered 'op code not supported', not executed",
+    "result-invalid": "control writes are answered 'invalid parameter', not executed",
+    "result-failed": "control writes are answered 'operation failed', not executed",
+    "result-not-permitted": "control writes are answered 'control not permitted', not executed",
+    "control-lost": "the machine takes control back; writes are refused until requested again",
+    "safety-key": "the safety key is pulled (emergency stop); back in after +DURATION",
+    "stop-at-console": "someone presses Stop on the console",
+    "pause-at-console": "someone presses Pause on the console",
+    "console-start": "someone presses Start on the console",
+    "console-incline": "someone changes the incline on the console",
+    "overshoot": "the belt runs VALUE km/h faster than its target (default 1)",
+    "ignore-setpoints": "speed and incline targets are answered success but ignored",
+    "corrupt-packet": "Treadmill Data bytes are garbled (the next packet, or for +DURATION)",
+    "short-packet": "Treadmill Data is cut to half its length",
+    "long-packet": "Treadmill Data has 3 extra trailing bytes",
+    "unknown-status": "a Machine Status with an unknown op code (VALUE, default 0x42)",
+    "speed-up-by-itself": "the belt's target rises by VALUE km/h without a command (default 1)",
+}
+
+
+@main.command("simulators")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@user_errors
+def simulators_command(as_json: bool) -> None:
+    """List the simulated treadmill profiles (--sim-profile) and faults (--sim-fault)."""
+    from simulators import FaultKind, get_profile, profile_names
+
+    def rng(r: Any) -> dict[str, float] | None:
+        return None if r is None else {"min": r.minimum, "max": r.maximum, "step": r.step}
+
+    profiles = []
+    for name in profile_names():
+        profile = get_profile(name)
+        profiles.append({"name": name, "description": profile.description,
+                         "speed_kmh": rng(profile.speed), "incline_pct": rng(profile.incline),
+                         "quirks": sorted(str(q) for q in profile.quirks)})
+    faults = [{"kind": str(kind),
+               "description": FAULT_HELP.get(str(kind))
+               or str(getattr(kind, "description", "") or "see simulators/faults.py")}
+              for kind in FaultKind]
+    if as_json:
+        click.echo(to_json({"profiles": profiles, "faults": faults}, indent=2))
+        return
+    click.echo("Profiles (--sim-profile NAME):")
+    for row in profiles:
+        click.echo(f"  {row['name']:<34} {row['description']}")
+    click.echo("\nFaults (--sim-fault KIND@SECONDS[+DURATION][=VALUE], repeatable):")
+    for row in faults:
+        click.echo(f"  {row['kind']:<34} {row['description']}")
+
 
 if __name__ == "__main__":
     main()
-

@@ -2,13 +2,19 @@
 
 Lives in `platformdirs.user_config_dir("treadmill")` (override: TREADMILL_CONFIG_DIR). Writes are
 atomic, and a file we can't parse is never overwritten: the user's data is not ours to lose.
+Changes go through `edit_config()`, which holds an advisory lock from the read to the rename, so
+several `treadmill pair` / `forget` processes at once each see the others' changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
+import tempfile
 import tomllib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,19 +102,24 @@ def load_config(path: Path | None = None) -> Config:
     """The config at `path` (default location if None); an empty Config if there is none."""
     path = path or config_path()
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return Config()
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return Config()  # nothing there yet (a write then says what is wrong with the folder)
     except OSError as exc:
-        raise ConfigError(f"can't read config file {path}: {exc.strerror}") from exc
+        raise ConfigError(
+            f"can't read config file {path} ({exc.strerror or exc}): fix its permissions, "
+            "or move it away to start fresh"
+        ) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text: fix or move it away") from exc
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"config file {path} is not valid TOML ({exc}): fix it, or move it away to start fresh"
         ) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not UTF-8 text: fix or move it away") from exc
     return _from_dict(raw, path)
 
 
@@ -155,17 +166,120 @@ def _from_dict(raw: dict[str, Any], path: Path) -> Config:
 
 
 def save_config(config: Config, path: Path | None = None) -> Path:
-    """Write atomically. Refuses to replace a file that exists but can't be parsed."""
+    """Write atomically. Refuses to replace a file that exists but can't be parsed.
+    To change what is there, use `edit_config()`: this alone would lose a concurrent change."""
     path = path or config_path()
-    if path.exists():
+    _make_dir(path)
+    with _locked(path):
         load_config(path)  # raises ConfigError rather than overwrite what we can't read
+        _write(config, path)
+    return path
+
+
+@contextlib.contextmanager
+def edit_config(path: Path | None = None) -> Iterator[Config]:
+    """Read, change and write the config as one step, under an advisory lock:
+
+        with edit_config() as config:
+            config.remember(device)
+
+    Nothing is written if the block raises. A file that can't be parsed is never replaced."""
+    path = path or config_path()
+    _make_dir(path)
+    with _locked(path):
+        config = load_config(path)
+        yield config
+        _write(config, path)
+
+
+def _write_error(path: Path, exc: OSError) -> ConfigError:
+    folder = path.parent
+    if isinstance(exc, PermissionError):
+        return ConfigError(
+            f"can't write the config file {path}: permission denied; make {folder} writable "
+            "by you, or set TREADMILL_CONFIG_DIR to a folder you can write"
+        )
+    return ConfigError(
+        f"can't write the config file {path} ({exc.strerror or exc}): check that {folder} is "
+        "a folder with free space, or set TREADMILL_CONFIG_DIR to another folder"
+    )
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on a file next to the config (the config itself is replaced
+    by rename, so a lock on it would guard the old inode). Blocks until the lock is free."""
+    lock = _lock_path(path)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise _write_error(lock, exc) from exc
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            # LK_LOCK retries for about 10 s, then raises OSError: good enough for a config file.
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        # Closing the descriptor releases the lock (flock and msvcrt alike).
+        os.close(fd)
+
+
+def _serialize(config: Config) -> str:
     data: dict[str, Any] = {"devices": [asdict(d) for d in config.devices]}
     if config.default_device:
         data["default_device"] = config.default_device
     if config.safety:
         data["safety"] = config.safety
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return tomli_w.dumps(data)
+
+
+def _write(config: Config, path: Path) -> None:
+    """Write to a temp file of our own in the same folder, fsync, rename over the config, fsync
+    the folder: a crash leaves the old file or the new one, never half of either."""
+    text = _serialize(config).encode("utf-8")
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, path.stat().st_mode & 0o777)  # keep the mode the user gave it
+        os.replace(tmp, path)
+        tmp = None
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if sys.platform == "win32":
+        return  # directories can't be opened for fsync there; NTFS journals the rename
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -54,6 +56,13 @@ REAL_SCAN_S = 5.0
 # A TUI waiting for keys can't run "as fast as possible" (the clock would race while nothing
 # is on screen to see); --speedup max becomes this.
 MAX_TUI_SPEEDUP = 20.0
+# Every signal that means "go away" (a closed terminal is SIGHUP) stops the belt before the
+# app exits, as Quit does (DESIGN §5). SIGINT too: in raw mode Ctrl-C is a key, but `kill -INT`
+# still arrives as a signal.
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGHUP", "SIGTERM", "SIGQUIT", "SIGINT")
+    if hasattr(signal, name)
+)
 
 
 def one_line(text: str) -> str:
@@ -136,6 +145,9 @@ class TreadmillApp(App[None]):
         self.session_screen: SessionScreen | None = None
         self.checklist_acknowledged = False
         self.program_problems: list[str] = []
+        self._signals_seen = 0
+        self._hung_up = False  # the terminal is gone (SIGHUP)
+        self._signal_handlers: list[signal.Signals] = []
         if programs is None:
             found = catalogue()
             programs, self.program_problems = dict(found.programs), list(found.problems)
@@ -155,6 +167,7 @@ class TreadmillApp(App[None]):
     def on_mount(self) -> None:
         from tui.screens.device import DeviceScreen
 
+        self.install_signal_handlers()
         if self.simulated:
             self.sim = make_simulator(self.sim_options, SIM_ADDRESS)
         self.push_screen(DeviceScreen())
@@ -180,6 +193,52 @@ class TreadmillApp(App[None]):
 
     async def on_unmount(self) -> None:
         await self.shutdown_treadmill()
+        self.remove_signal_handlers()
+
+    def install_signal_handlers(self) -> None:
+        """Loop signal handlers (they run as ordinary callbacks on the app's loop, so the stop
+        path is the same synchronous one SPACE takes). Without them SIGHUP/SIGTERM/SIGQUIT
+        would kill the process with the belt still running."""
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            # Not on Windows' loop, nor off the main thread (tests running the app in one).
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.on_stop_signal, sig)
+                self._signal_handlers.append(sig)
+
+    def remove_signal_handlers(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            loop = asyncio.get_running_loop()
+            for sig in self._signal_handlers:
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(sig)
+        self._signal_handlers.clear()
+
+    def on_stop_signal(self, sig: signal.Signals) -> None:
+        """First signal: Stop now, then quit once the Stop is written (bounded, like Quit).
+        A second one: quit without waiting any longer."""
+        self._signals_seen += 1
+        log.warning("%s: stopping the belt and quitting", signal.Signals(sig).name)
+        if self._signals_seen == 1:
+            waits = self.emergency_stop(feedback=False)
+            if sig == getattr(signal, "SIGHUP", None):
+                self.terminal_gone()
+            self.quit_after(waits)
+        elif self._hung_up:
+            os._exit(128 + int(sig))  # nothing to restore on a terminal that is gone
+        else:
+            self.exit()
+
+    def terminal_gone(self) -> None:
+        """The terminal hung up: from now on textual's writes would fail (EIO), and its output
+        thread dies on the first one, after which a full output queue blocks the app for good.
+        Point stdin/stdout/stderr at /dev/null so the app can still finish the stop."""
+        self._hung_up = True
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.close(devnull)
 
     async def shutdown_treadmill(self) -> None:
         """Leave the belt stopped and the link closed, whatever way the app exits."""
@@ -271,6 +330,11 @@ class TreadmillApp(App[None]):
                         task.result()
                 else:
                     task.cancel()
+        if self._hung_up:
+            # textual's orderly exit restores the terminal, and may block writing to one that
+            # is gone: leave the treadmill stopped and the link closed, then go.
+            await self.shutdown_treadmill()
+            os._exit(128 + int(signal.SIGHUP))
         self.exit()
 
     # ---- screens ------------------------------------------------------------------------------
