@@ -215,18 +215,54 @@ async def test_an_exception_in_the_session_sends_stop(make_sim):
     sim = make_sim("home")
     session = Session(sim, BOUT, SafetyConfig())
 
-    def explode(event: SessionEvent) -> None:
-        session.events.append(event)
-        if event.type == "telemetry" and event.t > IN_BACKWARD_BOUT_S - 10:
-            raise RuntimeError("a bug in a UI callback")
+    async def clumsy_person(to: Orientation) -> None:
+        raise RuntimeError("a bug in the confirmation code")
 
-    session.runner._on_event = explode
+    session.runner._confirm = clumsy_person
     async with session.client:
         with pytest.raises(RuntimeError):
             await session.runner.run()
         await asyncio.sleep(10)
     assert sim.control_log[-1][1] == ftms.encode_stop()
     assert sim.model.belt_speed_kmh == 0.0
+
+
+async def test_a_failing_front_end_is_detached_and_the_session_goes_on(make_sim):
+    sim = make_sim("home")
+    session = Session(sim, BOUT, SafetyConfig())
+
+    def explode(event: SessionEvent) -> None:
+        if event.type == "telemetry" and event.t > IN_BACKWARD_BOUT_S - 10:
+            raise RuntimeError("a bug in a UI callback")
+
+    broken = session.runner.bus.subscribe("broken", explode)
+    async with session.client:
+        result = await session.runner.run()
+        await asyncio.sleep(10)
+    assert broken.failed is not None and not broken.attached
+    assert result.reason is EndReason.COMPLETED  # the other front end saw it all
+    assert session.of_type("ended") and sim.model.belt_speed_kmh == 0.0
+
+
+async def test_a_stuck_front_end_never_delays_the_stop(make_sim):
+    sim = make_sim("home")
+    session = Session(sim, BOUT, SafetyConfig())
+    stuck = asyncio.Event()
+
+    async def hang(event: SessionEvent) -> None:
+        await stuck.wait()  # a broker that accepts and stalls, a UI that hangs
+
+    sub = session.runner.bus.subscribe("stuck", hang)
+    async with session.client:
+        task = asyncio.create_task(session.runner.run())
+        await asyncio.sleep(IN_BACKWARD_BOUT_S)
+        pressed = asyncio.get_running_loop().time()
+        session.runner.emergency_stop()
+        await task
+    stops = [t for t, data in sim.control_log if data == ftms.encode_stop()]
+    assert stops and stops[0] - pressed < 0.05
+    # Its queue holds the state events (never dropped) but only the newest telemetry.
+    assert sub.coalesced > 100
 
 
 async def test_cancellation_sends_stop(make_sim):

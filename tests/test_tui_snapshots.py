@@ -24,7 +24,7 @@ from textual.pilot import Pilot
 
 from treadmill.config import Config, PairedDevice
 from treadmill.programs import builtin_programs
-from treadmill.session import SessionEvent
+from treadmill.session_events import SessionEvent, event_from_dict
 from tui.app import TreadmillApp
 from tui.screens.alert import AlertScreen
 from tui.screens.device import DeviceScreen
@@ -59,7 +59,7 @@ async def until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
 
 
 def ev(t: float, type_: str, **data: Any) -> SessionEvent:
-    return SessionEvent(t, type_, data)
+    return event_from_dict(t, type_, data)
 
 
 def telemetry(t: float, kmh: float, distance: int, *, orientation: str,

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from safety import (
@@ -52,11 +52,16 @@ from safety import (
     TurnAround,
     TurnAroundReady,
 )
+from treadmill import session_events as ev
+from treadmill.bus import EventBus
 from treadmill.client import ApprovalExpired, FtmsClient
 from treadmill.errors import NotConnected, TreadmillError
 from treadmill.events import LinkLost as ClientLinkLost
 from treadmill.events import StatusEvent, TelemetrySample
 from treadmill.programs import Program, TurnAroundItem, WalkItem, plan, validate
+from treadmill.session_events import SessionEvent
+
+__all__ = ["SessionEvent", "SessionResult", "SessionRunner", "machine_limits"]
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +71,8 @@ STOP_ON_EXIT_TIMEOUT_S = 2.0
 # After the end, how long the runner keeps re-sending Stop to a belt that is still moving
 # before it gives up and leaves the last alarm standing (the console is the last resort).
 STOP_UNTIL_STILL_MAX_S = 30.0
+BUS_DRAIN_S = 1.0  # at the end, how long front ends get to catch up (a stuck one is left)
 START_RETRY_LIMIT = 3  # a start refused because the belt was moving: tries once it stopped
-
-
-@dataclass(frozen=True)
-class SessionEvent:
-    """Something that happened in a session, at session time `t` (seconds since start)."""
-
-    t: float
-    type: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"t": round(self.t, 2), "type": self.type, **self.data}
 
 
 @dataclass(frozen=True)
@@ -139,7 +133,10 @@ class SessionRunner:
         self.program = program
         self.config = config or SafetyConfig()
         self._confirm = confirm
-        self._on_event = on_event or (lambda event: None)
+        # Front ends subscribe here; each gets its own queue, none can slow the runner.
+        self.bus = EventBus()
+        if on_event is not None:
+            self.bus.subscribe("on_event", on_event)
         self._tick_s = tick_s
         self.governor: Governor | None = None
         self._t0 = 0.0
@@ -187,10 +184,10 @@ class SessionRunner:
 
     # ---- the governor's in and out -----------------------------------------------------------
 
-    def _emit(self, type_: str, **data: Any) -> None:
-        if self._finished and type_ in ("telemetry", "status"):
+    def _publish(self, event: SessionEvent) -> None:
+        if self._finished and isinstance(event, ev.TelemetryShown | ev.StatusReported):
             return  # "ended" is the last word; commands after it (a late Stop) still show
-        self._on_event(SessionEvent(self.session_time(), type_, data))
+        self.bus.publish(event)
 
     def _handle(self, event: Any) -> None:
         if self.governor is None:
@@ -213,25 +210,25 @@ class SessionRunner:
                     loop.call_soon(self._handle, CommandVoided(self.now(), voided.command))
             else:
                 self._queue.put_nowait(output)
-            self._emit("command", **describe_command(output))
+            self._publish(ev.CommandSent(self.session_time(), **describe_command(output)))
             return
         match output:
             case Refused(reason=reason):
-                self._emit("refused", reason=reason)
+                self._publish(ev.Refused(self.session_time(), reason))
             case Alarm(kind=kind, message=message):
-                self._emit("alarm", kind=str(kind), message=message)
+                self._publish(ev.AlarmRaised(self.session_time(), str(kind), message))
             case TurnAroundReady(to=to):
                 self._turn_ready.set()
-                self._emit("turn_around_ready", to=str(to))
+                self._publish(ev.TurnAroundReady(self.session_time(), str(to)))
             case OrientationChanged(orientation=orientation):
-                self._emit("orientation", orientation=str(orientation))
+                self._publish(ev.OrientationChanged(self.session_time(), str(orientation)))
             case Ended(reason=reason, message=message):
-                self._emit("ended", reason=str(reason), message=message)
+                self._publish(ev.Ended(self.session_time(), str(reason), message))
                 self._finished = True
                 if self._ended is not None and not self._ended.done():
                     self._ended.set_result(output)
             case _:
-                self._emit("notice", text=str(output))
+                self._publish(ev.NoticeShown(self.session_time(), str(output)))
 
     async def _execute(self, approved: ApprovedCommand) -> None:
         try:
@@ -243,7 +240,8 @@ class SessionRunner:
         except (TreadmillError, OSError) as exc:
             if self.governor is None:
                 return
-            self._emit("command_failed", op=describe_command(approved)["op"], error=str(exc))
+            self._publish(ev.CommandFailed(self.session_time(), describe_command(approved)["op"],
+                                           str(exc)))
             if isinstance(exc, NotConnected):
                 return  # the link-lost event ends the session
             self._handle(CommandFailed(self.now(), approved.command, str(exc)))
@@ -268,8 +266,8 @@ class SessionRunner:
                     self._handle(Telemetry(event.t, event.speed_kmh, event.incline_pct,
                                            event.heart_rate_bpm))
                     assert self.governor is not None
-                    self._emit(
-                        "telemetry",
+                    self._publish(ev.TelemetryShown(
+                        self.session_time(),
                         speed_kmh=event.speed_kmh,
                         incline_pct=event.incline_pct
                         if event.incline_pct is not None
@@ -278,12 +276,13 @@ class SessionRunner:
                         distance_m=event.distance_m,
                         heart_rate_bpm=event.heart_rate_bpm,
                         orientation=str(self.governor.orientation),
-                    )
+                    ))
                 case StatusEvent():
-                    self._emit("status", kind=str(event.kind), code=event.code, value=event.value)
+                    self._publish(ev.StatusReported(self.session_time(), str(event.kind),
+                                                    event.code, event.value))
                     self._handle(MachineStatus(event.t, event.kind, event.value))
                 case ClientLinkLost():
-                    self._emit("link_lost", reason=event.reason)
+                    self._publish(ev.LinkLost(self.session_time(), event.reason))
                     self._handle(LinkLost(event.t))
 
     async def _ticker(self) -> None:
@@ -307,15 +306,15 @@ class SessionRunner:
             last = now
             self.step_remaining_s = max(0.0, remaining)
             while cues and remaining <= cues[0] and countdown_to:
-                self._emit("cue", text=f"{countdown_to} in {cues[0]:g} s",
-                           countdown_s=cues[0])
+                self._publish(ev.Cue(self.session_time(), f"{countdown_to} in {cues[0]:g} s",
+                                     countdown_s=cues[0]))
                 cues.pop(0)
 
     async def _turn_around(self, to: Orientation) -> None:
         self._turn_ready.clear()
         self._turned.clear()
-        self._emit("turn_around", to=str(to),
-                   text=f"Slowing to a stop: you will turn to face {to}")
+        self._publish(ev.TurnAroundBegins(self.session_time(), str(to),
+                                          f"Slowing to a stop: you will turn to face {to}"))
         self._handle(TurnAround(self.now()))
         governor = self.governor
         assert governor is not None
@@ -325,8 +324,9 @@ class SessionRunner:
             self._handle(TurnAround(self.now()))
         await self._turn_ready.wait()
         self._confirm_requested.set()
-        self._emit("confirm_needed", to=str(to),
-                   text=f"Belt stopped. Hold the rails, turn to face {to}, then confirm.")
+        self._publish(ev.ConfirmNeeded(
+            self.session_time(), str(to),
+            f"Belt stopped. Hold the rails, turn to face {to}, then confirm."))
         if self._confirm is not None:
             confirm_task = asyncio.ensure_future(self._confirm(to))
             turned_task = asyncio.ensure_future(self._turned.wait())
@@ -344,7 +344,7 @@ class SessionRunner:
         else:
             await self._turned.wait()
         self._confirm_requested.clear()
-        self._emit("confirmed", orientation=str(to))
+        self._publish(ev.Confirmed(self.session_time(), str(to)))
         self._handle(ConfirmTurned(self.now()))
 
     async def _run_program(self) -> None:
@@ -364,8 +364,8 @@ class SessionRunner:
             self.current_step = item
             self.step_remaining_s = step.duration_s
             upcoming = items[position + 1] if position + 1 < len(items) else None
-            self._emit(
-                "step",
+            self._publish(ev.StepStarted(
+                self.session_time(),
                 index=item.index,
                 of=len(self.program.steps),
                 orientation=str(step.orientation),
@@ -373,14 +373,14 @@ class SessionRunner:
                 incline_pct=step.incline_pct,
                 duration_s=step.duration_s,
                 cue=step.cue,
-            )
+            ))
             if str(self.governor.state) in ("idle", "stopped"):
                 await self._start_walking(step.orientation)
             self._handle(SetSpeed(self.now(), step.speed_kmh))
             self._handle(SetIncline(self.now(), step.incline_pct))
             await self._wait_running_time(step.duration_s, describe_next(upcoming))
         self.current_step = None
-        self._emit("cue", text="Program complete: slowing to a stop")
+        self._publish(ev.Cue(self.session_time(), "Program complete: slowing to a stop"))
         self._handle(EndSession(self.now(), "program complete"))
 
     async def _start_walking(self, orientation: Orientation) -> None:
@@ -421,9 +421,11 @@ class SessionRunner:
         loop = asyncio.get_running_loop()
         self._t0 = loop.time()
         self._ended = loop.create_future()
-        self._emit("started", program=self.program.name, title=self.program.title,
-                   device=self.client.info.name if self.client.info else self.client.address,
-                   minutes=round(self.program.duration_s / 60, 2))
+        self.bus.start()
+        self._publish(ev.Started(
+            self.session_time(), program=self.program.name, title=self.program.title,
+            device=self.client.info.name if self.client.info else self.client.address,
+            minutes=round(self.program.duration_s / 60, 2)))
         tasks = [
             loop.create_task(self._pump_client_events(), name="client-events"),
             loop.create_task(self._ticker(), name="ticker"),
@@ -464,6 +466,7 @@ class SessionRunner:
                 task.cancel()
             await asyncio.gather(program_task, *tasks, return_exceptions=True)
         await self._drain_stops()
+        await self.bus.drain(BUS_DRAIN_S)  # front ends see "ended" before run() returns
         final = self.governor.ended_reason or ended.reason
         return SessionResult(
             reason=final,
@@ -491,7 +494,7 @@ class SessionRunner:
             message = ("the belt was not seen to stop after "
                        f"{limit_s:g} s of sending Stop: use the console STOP or pull the "
                        "safety key now")
-            self._emit("alarm", kind="command_failed", message=message)
+            self._publish(ev.AlarmRaised(self.session_time(), "command_failed", message))
             self._finished = True
         return False
 
