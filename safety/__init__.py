@@ -7,8 +7,9 @@ from .config import (
     UNLOCKED_BACKWARD_INCLINE_PCT,
     SafetyConfig,
 )
-from .governor import ApprovedCommand, Governor, Output
+from .governor import Governor
 from .limits import Envelope, envelope_for
+from .outbox import ApprovedCommand, Output
 from .states import SETPOINT_STATES, TRANSITIONS, Trigger, next_state
 from .types import (
     AcknowledgeStop,
@@ -42,6 +43,7 @@ from .types import (
     SetSpeed,
     SetTargetIncline,
     SetTargetSpeed,
+    Source,
     Start,
     StartResume,
     StatusKind,
@@ -98,6 +100,7 @@ __all__ = [
     "SetSpeed",
     "SetTargetIncline",
     "SetTargetSpeed",
+    "Source",
     "Start",
     "StartResume",
     "StatusKind",

@@ -1,4 +1,4 @@
-"""The governor's session state machine as data: (state, trigger) -> next state."""
+"""The session state machine as data: transitions, sub-states, request triggers, refusal words."""
 
 from __future__ import annotations
 
@@ -7,6 +7,16 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
+from .types import (
+    ConfirmTurned,
+    EndSession,
+    Pause,
+    Request,
+    Resume,
+    Start,
+    StopBelt,
+    TurnAround,
+)
 from .types import GovernorState as S
 
 
@@ -40,6 +50,15 @@ class StartPhase(StrEnum):
     CONFIRM_REST = "confirm_rest"  # belt state unknown: Stop sent so that rest can be seen
     LEVEL_DECK = "level_deck"  # deck above the orientation's incline limit: levelling first
     AWAIT_MOTION = "await_motion"  # StartResume sent, waiting for telemetry to show motion
+
+
+class StopIntent(StrEnum):
+    """Why we are stopping (a sub-state of STOPPING); decides the state once Stop is sent."""
+
+    STOP = "stop"  # StopBelt: STOPPED
+    TURN = "turn"  # TurnAround: AWAITING_TURN
+    BOUT = "bout"  # the backward bout limit: STOPPED (Start refused until rested)
+    END = "end"  # EndSession or a limit that ends the session: ENDED
 
 
 _T = Trigger
@@ -96,3 +115,51 @@ SETPOINT_STATES: Final = frozenset({S.STARTING, S.RUNNING, S.PAUSED})
 def next_state(state: S, trigger: Trigger) -> S | None:
     """The state after trigger, or None if the table does not allow it."""
     return TRANSITIONS.get((state, trigger))
+
+
+# The requests that move the state; the others (speed and incline) only change targets.
+REQUEST_TRIGGERS: Final[Mapping[type[Request], Trigger]] = MappingProxyType(
+    {
+        Start: Trigger.START,
+        Resume: Trigger.RESUME,
+        Pause: Trigger.PAUSE,
+        StopBelt: Trigger.STOP_BELT,
+        TurnAround: Trigger.TURN_AROUND,
+        ConfirmTurned: Trigger.CONFIRM_TURNED,
+        EndSession: Trigger.END_SESSION,
+    }
+)
+
+# How a refusal names the state the session is in.
+STATE_PHRASES: Final[Mapping[S, str]] = MappingProxyType(
+    {
+        S.IDLE: "nothing has started yet",
+        S.STARTING: "the belt is starting",
+        S.RUNNING: "the belt is running",
+        S.PAUSED: "the belt is paused",
+        S.STOPPING: "the belt is slowing down to stop",
+        S.STOPPED: "the belt is stopped",
+        S.AWAITING_TURN: "waiting for you to turn around",
+        S.ENDED: "the session has ended",
+    }
+)
+
+
+def why_not(state: S, trigger: Trigger) -> str:
+    """The refusal for a request whose (state, trigger) pair is not in the table."""
+    phrase = STATE_PHRASES[state]
+    match trigger:
+        case Trigger.START:
+            return f"cannot start: {phrase}"
+        case Trigger.RESUME:
+            return f"nothing to resume: {phrase}"
+        case Trigger.PAUSE:
+            return f"cannot pause: {phrase}"
+        case Trigger.STOP_BELT:
+            return f"nothing to stop: {phrase}"
+        case Trigger.TURN_AROUND:
+            return f"cannot turn around now: {phrase}"
+        case Trigger.CONFIRM_TURNED:
+            return f"no turn around is in progress: {phrase}"
+        case _:
+            return f"not possible now: {phrase}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -16,6 +16,14 @@ class Orientation(StrEnum):
     @property
     def other(self) -> Orientation:
         return Orientation.BACKWARD if self is Orientation.FORWARD else Orientation.FORWARD
+
+
+class Source(StrEnum):
+    """Where a request comes from; the governor decides what each source may do."""
+
+    KEYBOARD = "keyboard"  # the person at the laptop (TUI keys, CLI)
+    PROGRAM = "program"  # a guided program's steps
+    REMOTE = "remote"  # MQTT / Home Assistant: may only stop or pause (safety/rules/remote.py)
 
 
 class GovernorState(StrEnum):
@@ -184,6 +192,9 @@ class CommandVoided(Event):
 @dataclass(frozen=True, slots=True)
 class Request(Event):
     """Something a person, a program or a remote asks for. The governor may refuse."""
+
+    # Keyword-only, so that subclasses keep their positional fields: Start(t, orientation).
+    source: Source = field(default=Source.KEYBOARD, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

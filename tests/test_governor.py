@@ -10,6 +10,7 @@ import pytest
 
 from safety import (
     TRANSITIONS,
+    AcknowledgeStop,
     Alarm,
     AlarmKind,
     ApprovedCommand,
@@ -38,6 +39,7 @@ from safety import (
     SetSpeed,
     SetTargetIncline,
     SetTargetSpeed,
+    Source,
     Start,
     StartResume,
     StatusKind,
@@ -52,7 +54,7 @@ from safety import (
     envelope_for,
     next_state,
 )
-from safety.governor import STILL_S, STOP_RETRY_MAX_S
+from safety.rules.stop_until_still import STILL_S, STOP_RETRY_MAX_S
 
 BACK = Orientation.BACKWARD
 FWD = Orientation.FORWARD
@@ -514,7 +516,7 @@ def test_start_on_a_belt_already_moving_slows_it_to_a_stop_and_never_starts_it()
     assert refusals(out)[0].reason.startswith("the belt is already moving (2.0 km/h): slowing")
     assert cmds(out) == [RequestControl()] and g.state is S.STOPPING
     g.handle(CommandAccepted(0.2, RequestControl()))
-    t, seen = follow(g, 0.2, 30.0)
+    _t, seen = follow(g, 0.2, 30.0)
     assert StartResume() not in [c for _, c in seen]
     kmh = [v for _, v in speeds(seen)]
     assert kmh == sorted(kmh, reverse=True) and kmh[-1] == 1.0
@@ -1287,6 +1289,96 @@ def test_refused_pause_becomes_a_stop():
     g.handle(Pause(t))
     out = g.handle(CommandFailed(t + 0.1, PauseCmd(), "op code not supported"))
     assert cmds(out) == [StopCmd()] and g.ended_reason is EndReason.ERROR
+
+
+# --------------------------------------------------------- remote: only stop or pause
+
+REMOTE = Source.REMOTE
+
+
+def test_requests_come_from_the_keyboard_unless_told_otherwise():
+    assert Start(0.0, BACK).source is Source.KEYBOARD
+    assert Start(0.0, BACK, source=Source.PROGRAM).orientation is BACK
+    assert EndSession(1.0, "done", source=REMOTE).reason == "done"
+
+
+def test_a_remote_may_pause_a_running_belt():
+    g = Governor(FLAT)
+    t = start_running(g)
+    out = g.handle(Pause(t, source=REMOTE))
+    assert cmds(out) == [PauseCmd()]
+    assert g.state is S.PAUSED
+
+
+def test_a_remote_may_stop_and_end_but_the_belt_ramps_down_as_usual():
+    g = Governor(FLAT)
+    t = start_running(g)
+    assert refusals(g.handle(StopBelt(t, source=REMOTE))) == []
+    assert g.state is S.STOPPING
+    assert refusals(g.handle(EndSession(t, source=REMOTE))) == []
+
+
+def test_a_remote_emergency_stop_sends_stop_first():
+    g = Governor(FLAT)
+    t = start_running(g)
+    out = g.handle(EmergencyStop(t, source=REMOTE))
+    assert cmds(out) == [StopCmd()]
+    assert g.ended_reason is EndReason.EMERGENCY_STOP
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda t: Start(t, BACK, source=REMOTE),
+        lambda t: Resume(t, source=REMOTE),
+        lambda t: SetSpeed(t, 2.0, source=REMOTE),
+        lambda t: StepSpeed(t, 1, source=REMOTE),
+        lambda t: SetIncline(t, 1.0, source=REMOTE),
+        lambda t: TurnAround(t, source=REMOTE),
+        lambda t: ConfirmTurned(t, source=REMOTE),
+        lambda t: AcknowledgeStop(t, source=REMOTE),
+    ],
+)
+def test_a_remote_can_never_start_resume_speed_up_or_turn(make):
+    g = Governor(HILL)
+    g.handle(Telemetry(0.0, 0.0))
+    req = make(0.0)
+    out = g.handle(req)
+    assert out == [Refused(req, "a remote may only stop or pause the belt")]
+    assert g.state is S.IDLE
+
+
+def test_a_remote_cannot_speed_up_a_running_belt():
+    g = Governor(FLAT)
+    t = start_running(g)
+    target = g.target_speed_kmh
+    req = SetSpeed(t, 2.5, source=REMOTE)
+    assert g.handle(req) == [Refused(req, "a remote may only stop or pause the belt")]
+    assert g.target_speed_kmh == target
+
+
+def test_a_stale_remote_command_is_dropped():
+    g = Governor(FLAT)
+    t = start_running(g)
+    g.handle(Tick(t + 3.0))
+    req = Pause(t + 0.5, source=REMOTE)
+    out = g.handle(req)
+    assert out == [Refused(req, "stale remote command (2.5 s old): ignored")]
+    assert g.state is S.RUNNING
+
+
+def test_a_remote_command_just_inside_two_seconds_counts():
+    g = Governor(FLAT)
+    t = start_running(g)
+    g.handle(Tick(t + 2.0))
+    assert cmds(g.handle(Pause(t, source=REMOTE))) == [PauseCmd()]
+
+
+def test_a_stale_request_from_the_keyboard_is_not_dropped():
+    g = Governor(FLAT)
+    t = start_running(g)
+    g.handle(Tick(t + 3.0))
+    assert cmds(g.handle(Pause(t))) == [PauseCmd()]
 
 
 # --------------------------------------------------------- state table and robustness
