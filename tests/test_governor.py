@@ -1504,3 +1504,22 @@ def test_telemetry_that_drops_out_while_slowing_is_not_rest():
         out += g.handle(Tick(t + 0.25 + 0.25 * k))
     assert not [o for o in out if isinstance(o, TurnAroundReady)]
     assert g.stopping_until_still and StopCmd() in cmds(out)  # Stop is sent again
+
+
+def test_a_first_turn_on_a_tilted_deck_takes_control_to_level_it():
+    g = Governor(HILL)
+    g.handle(Telemetry(0.0, 0.0, 5.0))  # deck left at 5 %, belt still, no control yet
+    g.handle(TurnAround(0.1))
+    assert g.state is S.AWAITING_TURN
+    out = g.handle(Tick(0.2))
+    assert cmds(out) == [RequestControl()]
+    assert cmds(g.handle(CommandAccepted(0.3, RequestControl()))) == []
+    levelled = []
+    for k in range(1, 30):
+        at = 0.3 + 0.25 * k
+        out = g.handle(Telemetry(at, 0.0, 5.0 if not levelled else 0.0)) + g.handle(Tick(at))
+        assert not [o for o in out if isinstance(o, TurnAroundReady)] or levelled
+        for c in cmds(out):
+            levelled.append(c)
+            g.handle(CommandAccepted(at, c))
+    assert levelled == [SetTargetIncline(0.0)] and g.turn_ready

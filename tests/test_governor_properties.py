@@ -147,6 +147,7 @@ class Checker:
     turns: int = 0
     top_backward_kmh: float = 0.0
     start_asked: bool = False  # a Start/Resume request since the last StartResume
+    control_asked: bool = False  # a Start, Resume or TurnAround: control may be requested
 
     def env(self, orientation):
         return envelope_for(self.limits, self.config, orientation)
@@ -172,6 +173,10 @@ class Checker:
                 assert t - self.last_stop_t >= 0.25 - EPS, "Stop re-sent too fast"
         if isinstance(event, Start | Resume):
             self.start_asked = True
+        if isinstance(event, Start | Resume | TurnAround):
+            # A turn may need control too: to slow a belt started at the console, or to
+            # level the deck for walking backward.
+            self.control_asked = True
         if self.control_lost:
             # Nothing once control is gone, but the one Stop attempted on the event itself.
             one_stop = isinstance(event, MachineStatus) and commands == [StopCmd()]
@@ -282,7 +287,7 @@ class Checker:
     def _check_command(self, event, c: Command, t, g):
         match c:
             case RequestControl():
-                assert self.start_asked, "control only for a start the person asked for"
+                assert self.control_asked, "control only for what the person asked for"
             case StartResume():
                 # Never by itself: only for a Start/Resume the person asked for.
                 assert self.start_asked, "StartResume without a Start or Resume"
@@ -787,7 +792,12 @@ def test_after_a_session_ending_event_nothing_restarts(
             runner.act(action)
     was_ended = runner.g.state is S.ENDED
     # After our own Stop, "stopped by user" is the machine's echo of it (FTMS does that).
-    maybe_echo = runner.g.state in (S.STOPPED, S.AWAITING_TURN)
+    maybe_echo = runner.g.state in (S.STOPPED, S.AWAITING_TURN) or (
+        # a start that sent Stop to see a silent belt at rest first: the echo of that Stop
+        runner.g.state is S.STARTING
+        and runner.checker.last_stop_t is not None
+        and runner.checker.run_since is None
+    )
     had_control = runner.g.has_control
     if fatal == "link lost":
         runner.act(("link_lost",))

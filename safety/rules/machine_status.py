@@ -126,6 +126,10 @@ class MachineStatusRule(Rule):
     def _paused_at_console(self, ctx: Context) -> Verdict | None:
         if ctx.belt.command is not BeltCommand.RUN and ctx.state is not S.STARTING:
             return None  # our own Pause/Stop echoed, or nothing running or starting
+        if ctx.state is S.PAUSED:
+            # Our own Pause is still waiting for the link: the console got there first.
+            ctx.belt.follow_console_pause(ctx.now)
+            return None
         if ctx.state is S.STOPPING:
             ctx.finish_stop()  # it was stopping anyway; make it a real Stop
             return None

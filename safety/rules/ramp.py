@@ -35,6 +35,8 @@ class Ramp(Rule):
 
     def drive(self, ctx: Context) -> None:
         if not ctx.has_control:
+            if ctx.state is S.AWAITING_TURN and ctx.link_free():
+                self._turn.level_deck(ctx)  # may ask for control: a deck left tilted
             return
         if not ctx.link_free():
             if ctx.state is S.RUNNING:

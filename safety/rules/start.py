@@ -121,8 +121,11 @@ class StartRule(Rule):
     ) -> str | None:
         # A start from standstill needs the belt at rest. Moving (a fresh reading) is
         # refused here; unknown (no reading yet, or silence) is settled by the start phases.
-        if not resuming and ctx.rest_since() is None and ctx.belt_moving_now():
-            return "the belt is still moving: wait until it has stopped"
+        if ctx.rest_since() is None and ctx.belt_moving_now():
+            if not resuming:
+                return "the belt is still moving: wait until it has stopped"
+            if not self._resume_may_go(ctx, resuming):
+                return "the belt is still slowing down: resume once it has stopped"
         # Starting the belt is a speed change: not within the gap after an incline change.
         wait = ctx.belt.last_incline_cmd_t + ctx.config.speed_incline_gap_s - ctx.now
         if wait > EPS:

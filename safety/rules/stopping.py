@@ -11,6 +11,14 @@ from . import Rule
 S = GovernorState
 
 
+def stop_what_was_started(ctx: Context) -> None:
+    """Leaving a start or a pause: a real Stop if the belt was ever told to run or pause
+    (a pause is no place to turn around or leave), and nothing still waiting may go out."""
+    ctx.outbox.deferred = None
+    if ctx.belt.command in (BeltCommand.RUN, BeltCommand.PAUSE):
+        ctx.send(StopCmd())
+
+
 class Stopping(Rule):
     """What each state does with Pause, StopBelt and EndSession (the table allows them)."""
 
@@ -28,10 +36,7 @@ class Stopping(Rule):
                     return  # already stopping to end the session
                 ctx.begin_ramp_stop(Trigger.STOP_BELT, StopIntent.STOP)
             case S.STARTING | S.PAUSED:
-                if ctx.belt.command is not BeltCommand.STOP and (
-                    ctx.state is S.PAUSED or ctx.start_phase is StartPhase.AWAIT_MOTION
-                ):
-                    ctx.send(StopCmd())
+                stop_what_was_started(ctx)
                 ctx.start_phase = None
                 ctx.goto(Trigger.STOP_BELT)
             case _:
@@ -49,8 +54,7 @@ class Stopping(Rule):
                     Trigger.END_SESSION, StopIntent.END, EndReason.COMPLETED, message
                 )
             case S.STARTING | S.PAUSED:
-                if ctx.state is S.PAUSED or ctx.start_phase is StartPhase.AWAIT_MOTION:
-                    ctx.send(StopCmd())
+                stop_what_was_started(ctx)
                 ctx.end(EndReason.COMPLETED, message, Trigger.END_SESSION)
             case _:
                 ctx.end(EndReason.COMPLETED, message, Trigger.END_SESSION)

@@ -7,18 +7,19 @@ from typing import override
 from ..belt import BeltCommand
 from ..context import Context
 from ..limits import EPS
-from ..states import StartPhase, StopIntent, Trigger
+from ..states import StopIntent, Trigger
 from ..types import (
     ConfirmTurned,
     GovernorState,
     OrientationChanged,
-    StopCmd,
+    RequestControl,
     TurnAround,
     TurnAroundReady,
 )
 from . import Announce, Rule, Verdict
 from .not_obeying import NotObeying
 from .start import deck_refusal, level_deck, slow_moving_belt
+from .stopping import stop_what_was_started
 
 S = GovernorState
 
@@ -28,6 +29,7 @@ class TurnAroundRule(Rule):
 
     def __init__(self, not_obeying: NotObeying) -> None:
         self._not_obeying = not_obeying
+        self._asked_control = False
 
     def on_turn_around(self, req: TurnAround, ctx: Context) -> None:
         match ctx.state:
@@ -37,14 +39,14 @@ class TurnAroundRule(Rule):
                     return
                 ctx.begin_ramp_stop(Trigger.TURN_AROUND, StopIntent.TURN)
             case S.STARTING | S.PAUSED:
-                if ctx.state is S.PAUSED or ctx.start_phase is StartPhase.AWAIT_MOTION:
-                    ctx.send(StopCmd())
+                stop_what_was_started(ctx)
                 ctx.start_phase = None
                 ctx.goto(Trigger.TURN_AROUND)
                 ctx.turn_to_other()
             case S.IDLE if ctx.belt.command is BeltCommand.NONE and ctx.belt_moving_now():
                 slow_moving_belt(ctx, req, StopIntent.TURN)
             case _:
+                stop_what_was_started(ctx)  # stopped after a resume that failed: still paused
                 ctx.goto(Trigger.TURN_AROUND)
                 ctx.turn_to_other()
 
@@ -92,5 +94,12 @@ class TurnAroundRule(Rule):
             return
         level = env.clamp_incline(0.0)
         if level is None or ctx.belt.commanded_incline == level:
+            return
+        if not ctx.has_control:
+            # A session that begins with a turn on a tilted deck never asked for control:
+            # ask once (never after control was lost), then level it.
+            if not ctx.control_lost and not ctx.link_lost and not self._asked_control:
+                self._asked_control = True
+                ctx.send(RequestControl())
             return
         level_deck(ctx, level)
