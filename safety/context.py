@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Final
 
 from .belt import BeltTracker
 from .config import SafetyConfig
@@ -28,11 +27,11 @@ from .types import (
     StartResume,
     StopCmd,
 )
+from .wording import ACTIONABLE as ACTIONABLE  # the rules take it from here
 
 S = GovernorState
 
 # Every alarm that may leave the belt moving sends the person to the machine itself.
-ACTIONABLE: Final = "use the console STOP or pull the safety key"
 
 # Told about every approved command before the belt tracker records it (so ctx.belt still
 # says what the belt was told before): rules reset their evidence here.
