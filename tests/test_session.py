@@ -425,3 +425,26 @@ async def test_cancelled_twice_the_runner_gives_up_waiting_for_the_belt(make_sim
         with pytest.raises(asyncio.CancelledError):
             await task
     assert ftms.encode_stop() in [data for t, data in sim.control_log if t >= 85]
+
+
+async def test_a_stuck_front_end_has_a_bounded_queue_that_keeps_every_alarm():
+    from treadmill.bus import MAX_QUEUED, EventBus
+    from treadmill.session_events import AlarmRaised, CommandSent, TelemetryShown
+
+    bus = EventBus()
+    stuck = asyncio.Event()
+
+    async def hang(event: SessionEvent) -> None:
+        await stuck.wait()
+
+    sub = bus.subscribe("stuck", hang)
+    bus.start()
+    for k in range(20_000):
+        bus.publish(CommandSent(k, "set_target_speed", 1.0))
+        bus.publish(TelemetryShown(k, 1.0, 0.0, True, k, None, "backward"))
+        if k % 1000 == 0:
+            bus.publish(AlarmRaised(k, "telemetry_stale", f"alarm {k}"))
+    queued = list(sub._queue)
+    assert len(queued) <= MAX_QUEUED + 1
+    assert len([e for e in queued if isinstance(e, AlarmRaised)]) == 20
+    await bus.close()

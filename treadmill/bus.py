@@ -5,7 +5,9 @@ returns. Each subscriber is drained by a task of its own, so a slow, stuck or fa
 end (a TUI mid-render, a broker that stalls, a full disk) only ever delays itself:
 - telemetry is coalesced: a subscriber that has not taken the last sample gets only the
   newest one (`TelemetryShown` is a picture of now; an old one is worth nothing);
-- every other event is kept, in order (a turn-around or an alarm is never dropped);
+- every other event is kept, in order (a turn-around or an alarm is never dropped); only
+  routine ones (commands sent, machine echoes, cues) give way, oldest first, once a stuck
+  subscriber has MAX_QUEUED waiting, so no queue grows without bound;
 - an exception in a subscriber is logged and detaches that subscriber; the session goes on.
 """
 
@@ -17,9 +19,12 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from treadmill.session_events import SessionEvent, TelemetryShown
+from treadmill.session_events import CommandSent, Cue, SessionEvent, StatusReported, TelemetryShown
 
 log = logging.getLogger(__name__)
+
+MAX_QUEUED = 512
+ROUTINE = (TelemetryShown, CommandSent, StatusReported, Cue)
 
 type Handler = Callable[[SessionEvent], Awaitable[None] | None]
 
@@ -57,6 +62,12 @@ class Subscription:
                 self._queue[-1] = event  # not taken yet: only the newest picture counts
                 self.coalesced += 1
                 return
+        if len(self._queue) >= MAX_QUEUED:
+            for i, queued in enumerate(self._queue):
+                if isinstance(queued, ROUTINE):
+                    del self._queue[i]
+                    self.coalesced += 1
+                    break
         self._queue.append(event)
         self._idle.clear()
         self._wake.set()
