@@ -1523,3 +1523,17 @@ def test_a_first_turn_on_a_tilted_deck_takes_control_to_level_it():
             levelled.append(c)
             g.handle(CommandAccepted(at, c))
     assert levelled == [SetTargetIncline(0.0)] and g.turn_ready
+
+
+def test_a_first_turn_before_any_reading_makes_rest_visible_with_a_stop():
+    g = Governor(FLAT)  # a machine that sends nothing while its belt is still
+    g.handle(TurnAround(0.0))
+    assert g.state is S.AWAITING_TURN
+    assert cmds(g.handle(Tick(1.0))) == []  # a first reading usually comes: wait for it
+    assert cmds(g.handle(Tick(2.1))) == [RequestControl()]
+    g.handle(CommandAccepted(2.2, RequestControl()))
+    assert cmds(g.handle(Tick(2.3))) == [StopCmd()]
+    g.handle(CommandAccepted(2.4, StopCmd()))
+    ready = [o for k in range(1, 16) for o in g.handle(Tick(2.4 + 0.25 * k))
+             if isinstance(o, TurnAroundReady)]
+    assert ready == [TurnAroundReady(BACK)]  # accepted, silent and still for the dwell

@@ -36,7 +36,7 @@ class Ramp(Rule):
     def drive(self, ctx: Context) -> None:
         if not ctx.has_control:
             if ctx.state is S.AWAITING_TURN and ctx.link_free():
-                self._turn.level_deck(ctx)  # may ask for control: a deck left tilted
+                self._turn.settle(ctx)  # may ask for control: a deck left tilted, a silent belt
             return
         if not ctx.link_free():
             if ctx.state is S.RUNNING:
@@ -55,7 +55,7 @@ class Ramp(Rule):
         elif ctx.state is S.STOPPING:
             self._drive_stopping(ctx)
         elif ctx.state is S.AWAITING_TURN:
-            self._turn.level_deck(ctx)
+            self._turn.settle(ctx)
 
     # ------------------------------------------------------------ down
 

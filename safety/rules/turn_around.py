@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import override
 
 from ..belt import BeltCommand
@@ -13,12 +14,13 @@ from ..types import (
     GovernorState,
     OrientationChanged,
     RequestControl,
+    StopCmd,
     TurnAround,
     TurnAroundReady,
 )
 from . import Announce, Rule, Verdict
 from .not_obeying import NotObeying
-from .start import deck_refusal, level_deck, slow_moving_belt
+from .start import UNKNOWN_BELT_WAIT_S, deck_refusal, level_deck, slow_moving_belt
 from .stopping import stop_what_was_started
 
 S = GovernorState
@@ -30,8 +32,11 @@ class TurnAroundRule(Rule):
     def __init__(self, not_obeying: NotObeying) -> None:
         self._not_obeying = not_obeying
         self._asked_control = False
+        self._probed = False
+        self._turn_asked_t = -math.inf
 
     def on_turn_around(self, req: TurnAround, ctx: Context) -> None:
+        self._turn_asked_t = ctx.now
         match ctx.state:
             case S.RUNNING | S.STOPPING:
                 if ctx.intent is StopIntent.END:
@@ -82,6 +87,33 @@ class TurnAroundRule(Rule):
             ctx.turn_ready = False
         return None
 
+    def settle(self, ctx: Context) -> None:
+        """Stopped for a turn: make rest visible, then bring the deck down if it must."""
+        if not self._make_rest_visible(ctx):
+            self.level_deck(ctx)
+
+    def _make_rest_visible(self, ctx: Context) -> bool:
+        """A turn before any reading (a machine silent while still, a session that starts
+        with a turn): a Stop that is accepted shows rest; True while that is under way."""
+        if not ctx.belt.unknown():
+            return False
+        if ctx.now - self._turn_asked_t < UNKNOWN_BELT_WAIT_S - EPS:
+            return True  # a first reading usually comes within a second
+        if not ctx.has_control:
+            self._ask_control(ctx)
+            return True
+        if not self._probed:
+            self._probed = True
+            ctx.send(StopCmd())
+        return True
+
+    def _ask_control(self, ctx: Context) -> None:
+        # Asked once, never after control was lost (the belt must never restart by itself,
+        # and control is only ever for what the person asked for: here, their turn).
+        if not ctx.control_lost and not ctx.link_lost and not self._asked_control:
+            self._asked_control = True
+            ctx.send(RequestControl())
+
     def level_deck(self, ctx: Context) -> None:
         """Stopped for a turn: a deck above the next orientation's limit comes down first."""
         to = ctx.turn_to
@@ -96,10 +128,6 @@ class TurnAroundRule(Rule):
         if level is None or ctx.belt.commanded_incline == level:
             return
         if not ctx.has_control:
-            # A session that begins with a turn on a tilted deck never asked for control:
-            # ask once (never after control was lost), then level it.
-            if not ctx.control_lost and not ctx.link_lost and not self._asked_control:
-                self._asked_control = True
-                ctx.send(RequestControl())
+            self._ask_control(ctx)  # a session that begins with a turn on a tilted deck
             return
         level_deck(ctx, level)
