@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Final, override
 
-from ..belt import INCLINE_SETTLE_TIMEOUT_S, MOTION_KMH, BeltCommand
+from ..belt import INCLINE_S_PER_PCT, INCLINE_SETTLE_TIMEOUT_S, MOTION_KMH, BeltCommand
 from ..context import ACTIONABLE, Context
 from ..limits import EPS, Envelope
 from ..states import StartPhase, StopIntent, Trigger
@@ -43,15 +43,24 @@ def deck_refusal(ctx: Context, env: Envelope) -> str | None:
     belt = ctx.belt
     limit = env.incline_cap_pct if env.incline_cap_pct is not None else 0.0
     tol = env.incline_tolerance_pct
-    if belt.incline_reported and belt.measured_incline is not None:
+    commanded = belt.commanded_incline
+    read_since_command = commanded is None or belt.measured_incline_t > belt.last_incline_cmd_t
+    if belt.incline_reported and belt.measured_incline is not None and read_since_command:
         if belt.measured_incline > limit + tol:
             return f"the deck is at {belt.measured_incline:.1f} %"
-        if belt.commanded_incline is not None and not ctx.incline_settled():
+        if commanded is not None and not ctx.incline_settled():
             return "the deck is still moving"
         return None
-    if belt.commanded_incline is not None:
-        if belt.commanded_incline > limit + tol:
-            return f"the deck was set to {belt.commanded_incline:.1f} %"
+    if commanded is not None:
+        if commanded > limit + tol:
+            return f"the deck was set to {commanded:.1f} %"
+        if belt.incline_reported and belt.measured_incline is not None:
+            # Reported before, silent since (a machine that goes quiet when still): give
+            # the motor the time it needs from the last reading.
+            since = ctx.now - belt.last_incline_cmd_t
+            if since < abs(belt.measured_incline - commanded) * INCLINE_S_PER_PCT - EPS:
+                return "the deck is still moving"
+            return None
         if not ctx.incline_settled():
             return "the deck is still moving"
         return None
