@@ -347,8 +347,9 @@ class Governor(GovernorView):
             ctx.belt.record_accepted(command, ctx.now)
             return
         failed = CommandFailed(ctx.now, command, reason)
+        if isinstance(command, StopCmd | RequestControl):
+            self._apply(self._stop.observe(failed, ctx))  # control asked for a Stop's sake
         if isinstance(command, StopCmd):
-            self._apply(self._stop.observe(failed, ctx))
             return
         if ctx.state is S.ENDED:
             return

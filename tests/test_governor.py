@@ -1537,3 +1537,19 @@ def test_a_first_turn_before_any_reading_makes_rest_visible_with_a_stop():
     ready = [o for k in range(1, 16) for o in g.handle(Tick(2.4 + 0.25 * k))
              if isinstance(o, TurnAroundReady)]
     assert ready == [TurnAroundReady(BACK)]  # accepted, silent and still for the dwell
+
+
+def test_a_stop_refused_before_control_was_ever_held_asks_for_control_once_to_stop():
+    g = Governor(FLAT)
+    g.handle(Telemetry(0.0, 3.0))  # started at the console; the app never held control
+    assert cmds(g.handle(EmergencyStop(0.1))) == [StopCmd()]
+    g.handle(CommandFailed(0.2, StopCmd(), "control not permitted"))
+    out = []
+    t = 0.2
+    while not cmds(out):
+        t = round(t + 0.05, 6)
+        out = g.handle(Telemetry(t, 3.0)) + g.handle(Tick(t))
+    assert cmds(out) == [RequestControl()]  # for the Stop's sake only
+    g.handle(CommandAccepted(t + 0.1, RequestControl()))
+    later = [c for k in range(1, 60) for c in cmds(g.handle(Tick(t + 0.1 + 0.05 * k)))]
+    assert later and set(later) == {StopCmd()}  # no start, only the Stop it was asked for

@@ -148,6 +148,7 @@ class Checker:
     top_backward_kmh: float = 0.0
     start_asked: bool = False  # a Start/Resume request since the last StartResume
     control_asked: bool = False  # a Start, Resume or TurnAround: control may be requested
+    control_granted: bool = False  # a RequestControl was ever accepted
 
     def env(self, orientation):
         return envelope_for(self.limits, self.config, orientation)
@@ -166,7 +167,14 @@ class Checker:
         if isinstance(event, EmergencyStop):
             assert isinstance(out[0], ApprovedCommand) and out[0].command == StopCmd()
         if was_ended:
-            assert all(isinstance(c, StopCmd) for c in commands), commands
+            # Nothing but Stop; and, for a Stop refused before control was ever held, the one
+            # Request Control that lets it through (never after control was lost).
+            assert all(
+                isinstance(c, StopCmd)
+                or (isinstance(c, RequestControl) and not self.control_granted
+                    and not self.control_lost)
+                for c in commands
+            ), commands
             if isinstance(event, Tick) and commands and self.last_stop_t is not None:
                 # Stop until still: re-sent, but with back-off, never in a burst.
                 self.retry_stops += len(commands)
@@ -274,6 +282,8 @@ class Checker:
                 self.last_telemetry_t = t
                 if self.run_since is not None and v >= MOTION:
                     self.moving_seen = True
+            case CommandAccepted(command=c) if _unwrap(c) == RequestControl():
+                self.control_granted = True
             case CommandAccepted(command=c) if _unwrap(c) == StopCmd():
                 if self.last_stop_t is not None and self.stop_accepted_t is None:
                     self.stop_accepted_t = t

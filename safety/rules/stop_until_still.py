@@ -19,6 +19,7 @@ from ..types import (
     GovernorState,
     LinkLost,
     PauseCmd,
+    RequestControl,
     StartResume,
     StopCmd,
 )
@@ -45,6 +46,7 @@ class StopUntilStill(Rule):
         self.backoff = STOP_RETRY_FIRST_S
         self.refused_alarmed = False
         self.unconfirmed_alarmed = False
+        self.control_asked = False
 
     @override
     def sent(self, command: Command, ctx: Context) -> None:
@@ -76,6 +78,11 @@ class StopUntilStill(Rule):
                 self.next_stop_t = ctx.now + STOP_RESEND_AFTER_ACCEPT_S
             case CommandFailed(command=StopCmd()):
                 return self._refused(event.reason, ctx)
+            case CommandFailed(command=RequestControl()) if self.wanted and self.control_asked:
+                # Refused too (a busy moment): ask again on the Stop's back-off.
+                self.control_asked = False
+                self.next_stop_t = ctx.now + self.backoff
+                self.backoff = min(self.backoff * 2, STOP_RETRY_MAX_S)
             case AcknowledgeStop():
                 return self._acknowledge()
             case _:
@@ -135,6 +142,13 @@ class StopUntilStill(Rule):
             return
         if self.accepted and since is not None:
             return  # accepted and at rest: only the dwell is left to see through
+        if self.refused_alarmed and not ctx.has_control and not self.control_asked:
+            # A Stop pressed before the app ever held control (a belt started at the
+            # console) is refused for want of it: ask once, for the Stop's sake only; never
+            # after control was lost (checked above), and it can't start anything.
+            self.control_asked = True
+            ctx.send(RequestControl())
+            return
         ctx.send(StopCmd())
 
     def until_still(self, ctx: Context) -> bool:
