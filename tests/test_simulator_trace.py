@@ -18,8 +18,8 @@ from sim_probe import Probe
 from simulators import VirtualTreadmill, get_profile
 from simulators.virtual_time import VirtualTimeLoop
 from treadmill import ftms
-from treadmill.connection import SimulatorOptions, make_simulator
 from treadmill.ftms import ResultCode, TrainingStatusCode
+from treadmill.wiring import SimulatorOptions, make_simulator
 
 OK = ResultCode.SUCCESS
 

@@ -25,13 +25,12 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 from safety import GovernorState, Orientation, SafetyConfig
-from simulators import VirtualTreadmill
 from treadmill.config import Config, PairedDevice, load_config
-from treadmill.connection import SimulatorOptions
 from treadmill.programs import Program, Step
 from treadmill.scan import FoundTreadmill
 from treadmill.session_events import event_from_dict
-from tui.app import SIM_ADDRESS, TreadmillApp
+from treadmill.wiring import SIM_ADDRESS, SimulatedTreadmill, SimulatorOptions, simulator_factory
+from tui.app import TreadmillApp
 from tui.screens.alert import AlertScreen
 from tui.screens.checklist import ChecklistScreen
 from tui.screens.device import DeviceScreen
@@ -103,13 +102,14 @@ async def wait_until(
         await asyncio.sleep(0.1)
 
 
-def stops(sim: VirtualTreadmill) -> int:
-    return sum(1 for _, data in sim.control_log if data == STOP)
+def stops(sim: SimulatedTreadmill | None) -> int:
+    assert sim is not None
+    return sum(1 for _, data in sim.machine.control_log if data == STOP)
 
 
 def belt(app: TreadmillApp) -> float:
-    assert app.sim is not None
-    return app.sim.model.belt_speed_kmh
+    assert isinstance(app.sim, SimulatedTreadmill)
+    return app.sim.machine.model.belt_speed_kmh
 
 
 class Recorder:
@@ -141,6 +141,8 @@ def make_app(tmp_path: Path,
         kwargs.setdefault("config", Config())
         kwargs.setdefault("config_path", tmp_path / "config.toml")
         kwargs.setdefault("programs", PROGRAMS)
+        # The composition root's part: the simulator (inline controller, on the test's loop).
+        kwargs["simulator"] = simulator_factory(kwargs.pop("sim_options", SimulatorOptions()))
         app = TreadmillApp(**kwargs)
         recorder = Recorder()
         app.bell = recorder.bell  # type: ignore[method-assign]
@@ -239,7 +241,7 @@ async def test_device_screen_lists_scan_results_pairs_and_forgets(make_app, tmp_
         assert rec.said("needs no pairing")
 
         # a (pretend) real treadmill found by a scan: pair it, it becomes the default
-        sim_device = app.sim.ble_device  # any BLEDevice will do for a row
+        sim_device = app.sim.machine.ble_device  # any BLEDevice will do for a row
         screen.found["AA:BB:CC:DD:EE:02"] = FoundTreadmill(
             "Kitchen mill", "AA:BB:CC:DD:EE:02", -71, ("treadmill",), sim_device
         )
@@ -327,7 +329,7 @@ async def test_a_program_this_treadmill_cannot_run_is_refused_before_the_belt_mo
         assert isinstance(app.screen, ProgramPicker)
         status = str(picker.query_one("#picker-status", Static).render())
         assert "minimum of 4.5 km/h" in status
-        assert app.sim.control_log == []
+        assert app.sim.machine.control_log == []
 
 
 # ---- keys drive the belt through the governor ----------------------------------------------------

@@ -25,6 +25,7 @@ from textual.pilot import Pilot
 from treadmill.config import Config, PairedDevice
 from treadmill.programs import builtin_programs
 from treadmill.session_events import SessionEvent, event_from_dict
+from treadmill.wiring import SimulatorOptions, simulator_factory
 from tui.app import TreadmillApp
 from tui.screens.alert import AlertScreen
 from tui.screens.device import DeviceScreen
@@ -45,6 +46,7 @@ def make_app(tmp_path: Path, **kwargs: Any) -> TreadmillApp:
     kwargs.setdefault("config_path", tmp_path / "config.toml")
     kwargs.setdefault("programs", PROGRAMS)
     kwargs.setdefault("scan_timeout_s", 0.2)
+    kwargs.setdefault("simulator", simulator_factory(SimulatorOptions()))
     return TreadmillApp(**kwargs)
 
 

@@ -43,7 +43,6 @@ from treadmill.config import (
     load_config,
     normalize_address,
 )
-from treadmill.connection import SimulatorOptions, make_simulator, open_client
 from treadmill.errors import TreadmillError, describe_bluetooth_error
 from treadmill.events import LinkLost, StatusEvent, TelemetrySample
 from treadmill.ftms import Range
@@ -59,6 +58,13 @@ from treadmill.programs import (
 )
 from treadmill.scan import scan
 from treadmill.session import SessionEvent, SessionResult, SessionRunner
+from treadmill.wiring import (
+    SimulatorOptions,
+    loop_factory,
+    make_simulator,
+    open_client,
+    simulator_factory,
+)
 
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 3
@@ -141,6 +147,7 @@ class FiniteFloatRange(click.ParamType):
 
 MIN_SPEEDUP = 0.1
 MAX_SPEEDUP = 10000.0
+MAX_TUI_SPEEDUP = 20.0
 
 
 class Speedup(click.ParamType):
@@ -832,12 +839,17 @@ def require_terminal() -> None:
 @click.option("--speedup", type=Speedup(), default="1", show_default=True,
               help="With --simulate: run the simulated clock N times faster (0.1-10000, "
                    "or max).")
+@click.option("--controller", type=click.Choice(["threaded", "inline"]), default="threaded",
+              hidden=True,
+              help="TUI: run the controller on its own thread (default) or on the UI's loop "
+                   "(the old way, for benchmarks/estop_latency.py).")
 @simulator_options
 @user_errors
 def session(program_name: str | None, device: str | None, headless: bool, as_json: bool,
             auto_confirm: bool, unlock_backward_incline: bool, speedup: float | None,
             simulate: bool, sim_profile: str, sim_faults: tuple[str, ...],
-            sim_notify_hz: float | None, sim_trace: str | None) -> None:
+            sim_notify_hz: float | None, sim_trace: str | None,
+            controller: str = "threaded") -> None:
     """Run a guided session (the TUI; --headless for a terminal without one).
 
     Headless, standard input answers: Enter (or "yes") confirms a turn-around, "resume"
@@ -856,8 +868,14 @@ def session(program_name: str | None, device: str | None, headless: bool, as_jso
         require_terminal()
         from tui.app import run_tui
 
+        # A TUI waiting for keys can't run "as fast as possible" (the clock would race while
+        # nothing is on screen to see): --speedup max becomes MAX_TUI_SPEEDUP.
+        tui_factor = MAX_TUI_SPEEDUP if factor is None else factor
+        # The simulator is always offered: with nothing paired the TUI falls back on it. Its
+        # options are checked here, before the TUI takes the terminal.
         run_tui(program_name=program_name, device=device, simulate=simulate, safety=safety,
-                sim_options=sim_options, speedup=factor)
+                simulator=simulator_factory(sim_options), loop_factory=loop_factory(tui_factor),
+                controller="inline" if controller == "inline" else "threaded")
         return
     program = find_program(program_name or "taster")
     validate(program, safety)

@@ -1,40 +1,17 @@
-"""Which treadmill a command talks to: a real one by address, or the built-in simulator."""
+"""Which real treadmill a command talks to: the address given, or the paired default.
+
+(The choice between a real and a simulated machine is the composition root's:
+treadmill/wiring.py.)"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from treadmill.client import FtmsClient
-from treadmill.config import Config, ConfigError, normalize_address
+from treadmill.config import Config, normalize_address
 from treadmill.errors import TreadmillError
-
-if TYPE_CHECKING:
-    from simulators import VirtualTreadmill
 
 
 class NoDeviceChosen(TreadmillError):
     pass
-
-
-@dataclass(frozen=True)
-class SimulatorOptions:
-    profile: str = "home"
-    faults: tuple[str, ...] = ()
-    notify_hz: float | None = None
-    trace: str | None = None  # --sim-trace FILE: the simulated machine's ground truth (JSON lines)
-
-
-def make_simulator(options: SimulatorOptions, address: str | None = None) -> VirtualTreadmill:
-    """A virtual treadmill from CLI-style options; bad names raise TreadmillError."""
-    from simulators import VirtualTreadmill, parse_fault
-
-    try:
-        faults = [parse_fault(text) for text in options.faults]
-        return VirtualTreadmill(options.profile, faults=faults, notify_hz=options.notify_hz,
-                                address=address, trace=options.trace)
-    except ValueError as exc:
-        raise TreadmillError(str(exc)) from exc
 
 
 def resolve_address(device: str | None, config: Config) -> str:
@@ -49,18 +26,6 @@ def resolve_address(device: str | None, config: Config) -> str:
     )
 
 
-def open_client(
-    *,
-    simulate: bool,
-    device: str | None,
-    config: Config,
-    sim_options: SimulatorOptions = SimulatorOptions(),
-) -> tuple[FtmsClient, VirtualTreadmill | None]:
-    """An unconnected client for the chosen treadmill, and the simulator behind it if any."""
-    if simulate:
-        if device:
-            raise ConfigError("--device and --simulate can't be used together: pick one")
-        sim = make_simulator(sim_options)
-        return FtmsClient(sim.ble_device, backend=sim.client_backend), sim
-    return FtmsClient(resolve_address(device, config)), None
-
+def open_real_client(device: str | None, config: Config) -> FtmsClient:
+    """An unconnected client for a real treadmill (by address, or the paired default)."""
+    return FtmsClient(resolve_address(device, config))

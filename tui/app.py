@@ -2,17 +2,24 @@
 
 Screens: devices (scan, pair, connect) -> programs -> [safety checklist] -> session, with the
 turn-around dialog and alerts as modals on top. The app only shows and forwards: every request
-goes to the session runner and through the safety governor (DESIGN §2).
+goes to the controller (tui/controller.py) and through the safety governor (DESIGN §2).
+Screens never import this module: they read the app through `tui.protocol.TreadmillAppLike`
+and post messages up (tui/messages.py); only the entry point (`run_tui`, the CLI) imports it.
 
-The stop path. SPACE is caught in `on_event`, the first code that sees a key the terminal sent,
-before textual looks up bindings or forwards it to a screen or a focused widget; its handler
-calls `SessionRunner.emergency_stop()` (or, between sessions, `TreadmillLink.emergency_stop()`)
-synchronously, which schedules the Stop write before the handler returns. Nothing on that path
-awaits, posts a message or renders. The `space` Binding (priority=True) is declared as well, so
-the Footer shows it and `run_action("emergency_stop")` works; the interception in `on_event`
-guards against textual dropping even priority bindings for keys a focused Input would consume.
-The app's own message queue stays short because high-rate telemetry never becomes a message
-(see screens/session.py), and no app-level handler ever awaits IO (that runs in workers).
+The stop path. The controller (client, link, session runner, governor) runs on its own thread
+and loop (`ControllerHost`, threaded mode), and SPACE reaches it without passing through this
+app's loop: the key reader (`tui.driver.StopKeyDriver`, textual's input thread) calls the
+host's thread-safe emergency stop as soon as it has parsed the key, so a render, a layout or a
+message backlog here can't delay it. The key then arrives here marked `stop_sent`, and
+`on_event`, the first code that sees a key, ahead of every binding, screen and widget, gives
+the feedback (bell, notification). A SPACE that did not come through the key reader (another
+driver, Pilot tests) is stopped from `on_event` itself, synchronously: the Stop write is
+scheduled before the handler returns. The `space` Binding (priority=True) is declared as well,
+so the Footer shows it and `run_action("emergency_stop")` works.
+
+If this app hangs or crashes, the belt still stops: it sends the controller a heartbeat every
+HEARTBEAT_S, and a controller that hears none for 3 s during a session stops the belt; every
+way out of `run_tui` (quit, a signal, an exception) stops the belt and joins the thread.
 """
 
 from __future__ import annotations
@@ -22,40 +29,43 @@ import contextlib
 import logging
 import os
 import signal
-from dataclasses import dataclass
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
-from bleak.backends.device import BLEDevice
 from textual import events, work
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.message import Message
-from textual.worker import Worker, WorkerCancelled, WorkerFailed
+from textual.driver import Driver
 
 from safety import SafetyConfig
-from treadmill.client import FtmsClient
 from treadmill.config import Config, load_config, normalize_address
-from treadmill.connection import SimulatorOptions, make_simulator
 from treadmill.errors import TreadmillError, describe_bluetooth_error
 from treadmill.programs import Program, ProgramError, catalogue, find_program
-from tui.link import STOP_WAIT_S, StopOutcome, TreadmillLink
-
-if TYPE_CHECKING:
-    from simulators import VirtualTreadmill
-    from treadmill.session import SessionRunner
-    from tui.screens.session import SessionScreen
+from tui.controller import Controller
+from tui.driver import stop_sent
+from tui.host import CLOSE_TIMEOUT_S, ControllerHost, LoopFactory, Mode
+from tui.link import STOP_WAIT_S, TreadmillLink
+from tui.messages import (
+    ConnectTo,
+    LinkDown,
+    ShowDevices,
+    ShowPrograms,
+    StartProgram,
+    StopDone,
+    WatchdogStop,
+)
+from tui.screens.checklist import ChecklistScreen
+from tui.screens.device import DeviceScreen
+from tui.screens.picker import ProgramPicker
+from tui.screens.session import SessionScreen
+from tui.targets import SimulatedDevice, SimulatorFactory, Target
+from tui.text import one_line
 
 log = logging.getLogger(__name__)
 
-# The simulator always gets this address, so screens (and their snapshots) look the same on
-# every run. 0xF2...: a random static address, never a real device's public one.
-SIM_ADDRESS = "F2:5E:55:10:4E:01"
-SIM_SCAN_S = 1.0
-REAL_SCAN_S = 5.0
-# A TUI waiting for keys can't run "as fast as possible" (the clock would race while nothing
-# is on screen to see); --speedup max becomes this.
-MAX_TUI_SPEEDUP = 20.0
+HEARTBEAT_S = 0.5  # how often the app tells the controller it is alive (wall clock)
+GIL_SWITCH_S = 0.0005
 # Every signal that means "go away" (a closed terminal is SIGHUP) stops the belt before the
 # app exits, as Quit does (DESIGN §5). SIGINT too: in raw mode Ctrl-C is a key, but `kill -INT`
 # still arrives as a signal.
@@ -65,34 +75,14 @@ STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
 )
 
 
-def one_line(text: str) -> str:
-    return " ".join(str(text).split())
+def stop_key_driver() -> type[Driver] | None:
+    """The key reader that stops from its own thread (POSIX terminals; elsewhere textual's
+    default driver, and SPACE is stopped from `on_event`)."""
+    if os.name != "posix":
+        return None
+    from tui.driver import StopKeyDriver
 
-
-@dataclass(frozen=True)
-class Target:
-    """A treadmill the person can connect to."""
-
-    name: str
-    address: str
-    simulated: bool = False
-    device: BLEDevice | None = None
-
-
-class LinkDown(Message):
-    """The connected treadmill dropped the link while no session was running."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__()
-        self.reason = reason
-
-
-class StopDone(Message):
-    """An idle Stop (no session running) was answered, or failed."""
-
-    def __init__(self, outcome: StopOutcome) -> None:
-        super().__init__()
-        self.outcome = outcome
+    return StopKeyDriver
 
 
 class TreadmillApp(App[None]):
@@ -118,31 +108,35 @@ class TreadmillApp(App[None]):
         device: str | None = None,
         simulate: bool = False,
         safety: SafetyConfig | None = None,
-        sim_options: SimulatorOptions | None = None,
+        simulator: SimulatorFactory | None = None,
         config: Config | None = None,
         config_path: Path | None = None,
         programs: dict[str, Program] | None = None,
         auto_connect: bool = True,
         scan_timeout_s: float | None = None,
         real_time: bool = True,
+        controller: Mode = "inline",
+        loop_factory: LoopFactory | None = None,
     ) -> None:
-        super().__init__()
+        """`controller`: "threaded" gives the controller its own thread and loop (built by
+        `loop_factory`; `run_tui` does this), "inline" runs it on this app's loop (tests on
+        virtual time). `simulator`: builds the built-in simulator (the composition root's
+        choice); without one there is no simulator to fall back on."""
+        super().__init__(driver_class=stop_key_driver() if controller == "threaded" else None)
         self.config = config if config is not None else load_config(config_path)
         self.config_path = config_path
         self.safety = safety or SafetyConfig()
-        self.sim_options = sim_options or SimulatorOptions()
         self.device_arg = normalize_address(device) if device else None
         # With nothing to connect to, the built-in simulator stands in (and says so).
-        self.simulated = simulate or (device is None and self.config.default_device is None)
+        self.simulated = simulator is not None and (
+            simulate or (device is None and self.config.default_device is None))
         self.simulate_requested = simulate
         self.program_name = program_name
         self.auto_connect = auto_connect
         self.scan_timeout_s = scan_timeout_s
         self.real_time = real_time  # False on a simulated clock: no real Bluetooth then
-        self.sim: VirtualTreadmill | None = None
-        self.link: TreadmillLink | None = None
-        self.runner: SessionRunner | None = None  # the session running right now, if any
-        self.session_screen: SessionScreen | None = None
+        self.core = Controller(safety=self.safety, simulator=simulator, post=self.post_message)
+        self.host = ControllerHost(self.core, mode=controller, loop_factory=loop_factory)
         self.checklist_acknowledged = False
         self.program_problems: list[str] = []
         self._signals_seen = 0
@@ -162,14 +156,33 @@ class TreadmillApp(App[None]):
                 self.programs = {**programs, program.name: program}
                 self.program_name = program.name
 
+    # ---- what the screens read (plain attribute reads of the controller's state) -----------
+
+    @property
+    def link(self) -> TreadmillLink | None:
+        return self.core.link
+
+    @property
+    def sim(self) -> SimulatedDevice | None:
+        return self.core.sim
+
+    @property
+    def in_session(self) -> bool:
+        return any(isinstance(screen, SessionScreen) for screen in self.screen_stack)
+
     # ---- start-up and shutdown ----------------------------------------------------------------
 
-    def on_mount(self) -> None:
-        from tui.screens.device import DeviceScreen
-
+    async def on_mount(self) -> None:
         self.install_signal_handlers()
+        self.host.start()
+        self.set_interval(HEARTBEAT_S, self.host.heartbeat)
         if self.simulated:
-            self.sim = make_simulator(self.sim_options, SIM_ADDRESS)
+            try:
+                await asyncio.wrap_future(self.host.call(self.core.open_simulator))
+            except TreadmillError as exc:
+                self.simulated = False
+                self.notify(one_line(exc), title="No simulator", severity="error",
+                            markup=False, timeout=10)
         self.push_screen(DeviceScreen())
         for problem in self.program_problems:
             self.notify(one_line(problem), severity="warning", markup=False)
@@ -196,9 +209,9 @@ class TreadmillApp(App[None]):
         self.remove_signal_handlers()
 
     def install_signal_handlers(self) -> None:
-        """Loop signal handlers (they run as ordinary callbacks on the app's loop, so the stop
-        path is the same synchronous one SPACE takes). Without them SIGHUP/SIGTERM/SIGQUIT
-        would kill the process with the belt still running."""
+        """Loop signal handlers (they run as ordinary callbacks on the app's loop, and call the
+        same thread-safe stop SPACE does). Without them SIGHUP/SIGTERM/SIGQUIT would kill the
+        process with the belt still running."""
         loop = asyncio.get_running_loop()
         for sig in STOP_SIGNALS:
             # Not on Windows' loop, nor off the main thread (tests running the app in one).
@@ -220,10 +233,10 @@ class TreadmillApp(App[None]):
         self._signals_seen += 1
         log.warning("%s: stopping the belt and quitting", signal.Signals(sig).name)
         if self._signals_seen == 1:
-            waits = self.emergency_stop(feedback=False)
+            self.emergency_stop(feedback=False)
             if sig == getattr(signal, "SIGHUP", None):
                 self.terminal_gone()
-            self.quit_after(waits)
+            self.quit_after()
         elif self._hung_up:
             os._exit(128 + int(sig))  # nothing to restore on a terminal that is gone
         else:
@@ -242,58 +255,44 @@ class TreadmillApp(App[None]):
 
     async def shutdown_treadmill(self) -> None:
         """Leave the belt stopped and the link closed, whatever way the app exits."""
-        session = self.session_screen
-        if session is not None:
-            worker = session.session_worker
-            if worker is not None and not worker.is_finished:
-                self.emergency_stop(feedback=False)
-                await wait_for_worker(worker, STOP_WAIT_S + 0.5)
-        link, self.link = self.link, None
-        if link is not None:
-            await link.close()
-        if self.sim is not None:
-            self.sim.close()
+        if self.host.loop is None:
+            return  # never started
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await asyncio.wrap_future(self.host.call(self.core.shutdown))
 
     # ---- the stop path ----------------------------------------------------------------------
 
+    def stop_from_any_thread(self) -> None:
+        """The key reader's way in (textual's input thread): thread-safe, returns at once."""
+        self.host.emergency_stop()
+
     async def on_event(self, event: events.Event) -> None:
-        # The fast path: SPACE is handled here, ahead of every binding, screen and widget.
+        # SPACE is handled here, ahead of every binding, screen and widget; the key reader has
+        # usually sent the Stop already, from its own thread.
         if isinstance(event, events.Key) and event.key == "space" and not event.is_forwarded:
-            self.action_emergency_stop()
+            self.emergency_stop(sent=stop_sent(event))
             return
         await super().on_event(event)
 
     def action_emergency_stop(self) -> None:
         self.emergency_stop()
 
-    def emergency_stop(self, *, feedback: bool = True) -> list[Any]:
-        """Stop the belt now. Synchronous: the write is scheduled before this returns.
-        Returns what to wait for if the caller wants the write finished (Quit does)."""
-        waits: list[Any] = []
-        runner = self.runner
-        sent = False
-        if runner is not None and runner.governor is not None:
-            runner.emergency_stop()  # the governor approves Stop; its write starts now
-            sent = True
-        else:
-            if self.session_screen is not None:
-                self.session_screen.abort_start()  # a session about to start never will
-            task = self.link.emergency_stop() if self.link is not None else None
-            if task is not None:
-                waits.append(task)
-                sent = True
+    def emergency_stop(self, *, feedback: bool = True, sent: bool = False) -> None:
+        """Stop the belt now (unless the key reader already did). Inline, synchronous: the
+        write is scheduled before this returns; threaded, handed to the controller's loop."""
+        if not sent:
+            self.host.emergency_stop()
+        if not feedback:
+            return
         # Everything below is feedback, after the write is on its way.
-        if self.session_screen is not None and self.session_screen.session_worker is not None:
-            waits.append(self.session_screen.session_worker)
-        if feedback:
-            self.bell()
-            if not sent:
-                self.notify("Not connected to a treadmill: the app can't stop the belt. "
-                            "Use the console STOP or the safety key.",
-                            title="STOP", severity="error", timeout=8)
-            elif self.session_screen is None:
-                self.notify("Stop sent to the treadmill.", title="STOP", severity="warning")
-        return waits
+        self.bell()
+        if not self.core.can_stop:
+            self.notify("Not connected to a treadmill: the app can't stop the belt. "
+                        "Use the console STOP or the safety key.",
+                        title="STOP", severity="error", timeout=8)
+        elif not self.in_session:
+            self.notify("Stop sent to the treadmill.", title="STOP", severity="warning")
 
     def on_stop_done(self, message: StopDone) -> None:
         outcome = message.outcome
@@ -311,25 +310,23 @@ class TreadmillApp(App[None]):
                     "console STOP or the safety key.", title="STOP", severity="error",
                     timeout=10, markup=False)
 
+    def on_watchdog_stop(self, message: WatchdogStop) -> None:
+        self.bell()
+        self.notify(one_line(message.reason), title="STOP", severity="error", timeout=10,
+                    markup=False)
+
     # ---- quitting ---------------------------------------------------------------------------
 
     async def action_quit(self) -> None:
-        waits = self.emergency_stop(feedback=False)
-        self.quit_after(waits)
+        self.emergency_stop(feedback=False)
+        self.quit_after()
 
     @work(group="quit", exclusive=True)
-    async def quit_after(self, waits: list[Any]) -> None:
-        """Wait (briefly) for the Stop to be written, then exit."""
-        pending = [w.wait() if isinstance(w, Worker) else w for w in waits]
-        if pending:
-            tasks = [asyncio.ensure_future(p) for p in pending]
-            done, _ = await asyncio.wait(tasks, timeout=STOP_WAIT_S)
-            for task in tasks:
-                if task in done:
-                    with contextlib.suppress(Exception, asyncio.CancelledError):
-                        task.result()
-                else:
-                    task.cancel()
+    async def quit_after(self) -> None:
+        """Wait (briefly) for the Stop to be written and the session to end, then exit."""
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            async with asyncio.timeout(STOP_WAIT_S + 0.5):
+                await asyncio.wrap_future(self.host.call(self.core.settle, STOP_WAIT_S))
         if self._hung_up:
             # textual's orderly exit restores the terminal, and may block writing to one that
             # is gone: leave the treadmill stopped and the link closed, then go.
@@ -340,79 +337,61 @@ class TreadmillApp(App[None]):
     # ---- screens ------------------------------------------------------------------------------
 
     def action_checklist(self) -> None:
-        from tui.screens.checklist import ChecklistScreen
+        def done(acknowledged: bool | None) -> None:
+            if acknowledged:
+                self.checklist_acknowledged = True
 
         if not isinstance(self.screen, ChecklistScreen):
-            self.push_screen(ChecklistScreen(required=False))
+            self.push_screen(ChecklistScreen(required=False), done)
 
     def show_devices(self) -> None:
         """Back to the device screen (the bottom of the stack)."""
-        from tui.screens.device import DeviceScreen
-
         while len(self.screen_stack) > 2 and not isinstance(self.screen, DeviceScreen):
             self.pop_screen()
 
     def show_programs(self) -> None:
-        from tui.screens.picker import ProgramPicker
-
         self.show_devices()
         self.push_screen(ProgramPicker())
 
+    def on_show_devices(self, message: ShowDevices) -> None:
+        self.show_devices()
+
+    def on_show_programs(self, message: ShowPrograms) -> None:
+        self.show_programs()
+
     # ---- connecting ---------------------------------------------------------------------------
+
+    def on_connect_to(self, message: ConnectTo) -> None:
+        self.connect_to(message.target)
 
     @work(group="connect", exclusive=True)
     async def connect_to(self, target: Target) -> None:
-        from tui.screens.device import DeviceScreen
-
-        if self.link is not None and self.link.address == target.address and self.link.connected:
+        link = self.link
+        if link is not None and link.address == target.address and link.connected:
             self.show_programs()
             return
-        await self.disconnect()
-        if target.simulated:
-            if self.sim is None:
-                self.sim = make_simulator(self.sim_options, SIM_ADDRESS)
-            client = FtmsClient(self.sim.ble_device, backend=self.sim.client_backend)
-        else:
-            if not self.real_time:
-                self.notify("Real Bluetooth needs real time: run without --speedup.",
-                            severity="error")
-                return
-            client = FtmsClient(target.device or target.address)
-        link = TreadmillLink(
-            client, safety=self.safety, simulated=target.simulated, label=target.name,
-            on_link_lost=lambda reason: self.post_message(LinkDown(reason)),
-            on_stop_outcome=lambda outcome: self.post_message(StopDone(outcome)),
-        )
+        if not target.simulated and not self.real_time:
+            self.notify("Real Bluetooth needs real time: run without --speedup.",
+                        severity="error")
+            return
         self.set_device_status(f"Connecting to {target.name} ({target.address})...")
         try:
-            await link.connect()
+            link = await asyncio.wrap_future(self.host.call(self.core.connect, target))
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await client.disconnect()
             raise
         except Exception as exc:  # every failure is one line, never a traceback
             log.debug("connect failed", exc_info=True)
-            with contextlib.suppress(Exception):
-                await client.disconnect()
             message = one_line(describe_bluetooth_error(exc, target.address))
             self.set_device_status(f"Not connected: {message}")
             self.notify(message, title="Could not connect", severity="error", markup=False,
                         timeout=10)
             self.show_devices()
             return
-        self.link = link
         self.set_device_status(f"Connected to {link.name}")
         if isinstance(self.screen, DeviceScreen):
             self.show_programs()
 
-    async def disconnect(self) -> None:
-        link, self.link = self.link, None
-        if link is not None:
-            await link.close()
-
     def set_device_status(self, text: str) -> None:
-        from tui.screens.device import DeviceScreen
-
         for screen in self.screen_stack:
             if isinstance(screen, DeviceScreen):
                 screen.set_status(text)
@@ -425,16 +404,16 @@ class TreadmillApp(App[None]):
                     "console STOP or the safety key.", title="LINK LOST", severity="error",
                     timeout=10)
         self.set_device_status("Link lost: connect again")
-        if self.session_screen is None:
+        if not self.in_session:
             self.show_devices()
 
     # ---- sessions -----------------------------------------------------------------------------
 
+    def on_start_program(self, message: StartProgram) -> None:
+        self.start_program(message.program)
+
     def start_program(self, program: Program) -> None:
         """The picker's Enter: checklist first when walking backwards for the first time."""
-        from tui.screens.checklist import ChecklistScreen
-        from tui.screens.session import SessionScreen
-
         link = self.link
         if link is None or not link.connected:
             self.notify("Not connected: choose a treadmill first.", severity="error")
@@ -445,18 +424,12 @@ class TreadmillApp(App[None]):
             if not acknowledged:
                 return
             self.checklist_acknowledged = self.checklist_acknowledged or program.backward_s > 0
-            self.push_screen(SessionScreen(program, link, self.safety))
+            self.push_screen(SessionScreen(program, link, self.safety, host=self.host))
 
         if program.backward_s > 0 and not self.checklist_acknowledged:
             self.push_screen(ChecklistScreen(required=True), go)
         else:
             go()
-
-
-async def wait_for_worker(worker: Worker[Any], timeout: float) -> None:
-    with contextlib.suppress(WorkerCancelled, WorkerFailed, TimeoutError, asyncio.CancelledError):
-        async with asyncio.timeout(timeout):
-            await worker.wait()
 
 
 def run_tui(
@@ -465,29 +438,38 @@ def run_tui(
     device: str | None = None,
     simulate: bool = False,
     safety: SafetyConfig | None = None,
-    sim_options: SimulatorOptions | None = None,
-    speedup: float | None = 1.0,
+    simulator: SimulatorFactory | None = None,
+    loop_factory: LoopFactory | None = None,
+    controller: Mode = "threaded",
 ) -> None:
-    """Open the TUI (blocking until the person quits).
-
-    speedup: the simulated clock's rate (the CLI allows it only with --simulate). The app then
-    runs on `VirtualTimeLoop(speedup)`: loop time runs that many times faster, key input and
-    drawing still work in real time. None ("max") becomes MAX_TUI_SPEEDUP.
-    """
+    """Open the TUI (blocking until the person quits). The composition root (the CLI) passes
+    what it chose: `simulator` builds the built-in simulator, `loop_factory` the event loops
+    (None: the wall clock; a simulated clock under --speedup, and then no real Bluetooth).
+    Whatever way this returns or raises, the belt is left stopped and the controller's thread
+    joined (bounded)."""
     config = load_config()
     if device and simulate:
         raise TreadmillError("--device and --simulate can't be used together: pick one")
-    factor = MAX_TUI_SPEEDUP if speedup is None else speedup
+    if controller == "threaded":
+        # The key reader and the controller each take the GIL on the way to a Stop; a thread
+        # waiting for it waits up to the switch interval (5 ms by default) while the screen's
+        # thread is busy rendering. A tenth of that keeps both hand-overs short.
+        sys.setswitchinterval(GIL_SWITCH_S)
     app = TreadmillApp(program_name=program_name, device=device, simulate=simulate,
-                       safety=safety, sim_options=sim_options, config=config,
-                       real_time=factor == 1.0)
-    if app.simulated:
-        # A bad profile or fault name: one line, before the TUI takes the terminal.
-        make_simulator(app.sim_options, SIM_ADDRESS).close()
-    if factor == 1.0:
-        app.run()
-        return
-    from simulators.virtual_time import VirtualTimeLoop
+                       safety=safety, simulator=simulator, config=config,
+                       real_time=loop_factory is None, controller=controller,
+                       loop_factory=loop_factory)
+    try:
+        if loop_factory is None or controller == "threaded":
+            # Threaded, the app's loop paces nothing but the screen: human (wall-clock) time,
+            # four redraws a second at most; the controller's loop has the simulated clock.
+            app.run()
+        else:
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                runner.run(app.run_async())
+    finally:
+        app.host.close()
 
-    with asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(factor)) as runner:
-        runner.run(app.run_async())
+
+__all__ = ["TreadmillApp", "run_tui"]
+

@@ -1,5 +1,7 @@
 """The connected treadmill between sessions: the client, its idle event pump, the idle stop.
 
+It lives on the controller's loop (tui/controller.py); the screens only read its attributes.
+
 During a session the `SessionRunner` owns the client's event stream and the stop path. Between
 sessions (device screen, program picker) this object does both, so that:
 
@@ -76,6 +78,11 @@ class TreadmillLink:
     @property
     def connected(self) -> bool:
         return self.client.is_connected and not self.lost
+
+    @property
+    def can_stop(self) -> bool:
+        """Whether SPACE can reach the treadmill right now (connected, with a governor)."""
+        return self._governor is not None and self.connected
 
     @property
     def belt_speed_kmh(self) -> float | None:

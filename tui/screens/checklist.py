@@ -49,8 +49,7 @@ class ChecklistScreen(ModalScreen[bool]):
                          id="checklist-hint")
 
     def action_acknowledge(self) -> None:
-        self.app.checklist_acknowledged = True  # type: ignore[attr-defined]
-        self.dismiss(True)
+        self.dismiss(True)  # the app remembers it (its callback)
 
     def action_cancel(self) -> None:
         self.dismiss(False)

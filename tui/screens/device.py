@@ -3,7 +3,8 @@ connect. Scanning runs in a worker; with the simulator, the simulated radio is s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+import asyncio
+from typing import ClassVar
 
 from textual import work
 from textual.app import ComposeResult
@@ -14,12 +15,12 @@ from textual.widgets import DataTable, Footer, Static
 
 from treadmill.config import ConfigError, PairedDevice, normalize_address, save_config
 from treadmill.errors import describe_bluetooth_error
-from treadmill.scan import FoundTreadmill, scan
-from tui.app import REAL_SCAN_S, SIM_SCAN_S, Target, one_line
+from treadmill.scan import FoundTreadmill
+from tui.messages import ConnectTo, ShowPrograms
+from tui.protocol import TreadmillAppLike
+from tui.targets import REAL_SCAN_S, SIM_SCAN_S, Target
+from tui.text import one_line
 from tui.widgets.top_bar import TopBar
-
-if TYPE_CHECKING:
-    from tui.app import TreadmillApp
 
 
 class DeviceScreen(Screen[None]):
@@ -36,7 +37,7 @@ class DeviceScreen(Screen[None]):
         Binding("escape", "programs", "Programs", show=False),
     ]
 
-    app: TreadmillApp  # type: ignore[assignment]
+    app: TreadmillAppLike  # type: ignore[assignment]
 
     def __init__(self) -> None:
         super().__init__()
@@ -163,12 +164,12 @@ class DeviceScreen(Screen[None]):
 
     def action_scan(self) -> None:
         app = self.app
-        backend = app.sim.scanner_backend if app.simulated and app.sim is not None else None
-        if backend is None and not app.real_time:
+        simulated = app.simulated and app.sim is not None
+        if not simulated and not app.real_time:
             self.set_status("Real Bluetooth needs real time: run without --speedup.")
             return
-        timeout = app.scan_timeout_s or (SIM_SCAN_S if backend is not None else REAL_SCAN_S)
-        self.run_scan(timeout, backend is not None)
+        timeout = app.scan_timeout_s or (SIM_SCAN_S if simulated else REAL_SCAN_S)
+        self.run_scan(timeout, simulated)
 
     def action_scan_real(self) -> None:
         app = self.app
@@ -180,13 +181,15 @@ class DeviceScreen(Screen[None]):
 
     @work(group="scan", exclusive=True)
     async def run_scan(self, timeout: float, simulated: bool) -> None:
-        app = self.app
-        backend = app.sim.scanner_backend if simulated and app.sim is not None else None
+        host = self.app.host
         self.scanning = True
         what = "the simulated radio" if simulated else "Bluetooth"
         self.set_status(f"Scanning {what} for {timeout:g} s...")
         try:
-            found = await scan(timeout, backend=backend)
+            # On the controller's loop: the radio (and the simulator) live there.
+            found = await asyncio.wrap_future(host.call(host.controller.scan, timeout, simulated))
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:  # no adapter, BlueZ missing, ...: one line
             self.scanning = False
             message = one_line(describe_bluetooth_error(exc))
@@ -221,12 +224,12 @@ class DeviceScreen(Screen[None]):
         if address is None:
             self.notify("No treadmill to connect to: S scans again.", severity="warning")
             return
-        self.app.connect_to(self.target_for(address))
+        self.post_message(ConnectTo(self.target_for(address)))
 
     def action_programs(self) -> None:
         link = self.app.link
         if link is not None and link.connected:
-            self.app.show_programs()
+            self.post_message(ShowPrograms())
 
     def action_pair(self) -> None:
         app = self.app

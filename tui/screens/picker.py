@@ -4,7 +4,7 @@ are marked, and refused with the reason unless the safety settings have it unloc
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -15,11 +15,10 @@ from textual.widgets import DataTable, Footer, Static
 from safety import Orientation, envelope_for
 from treadmill.programs import Program, ProgramError, TurnAroundItem, plan, validate
 from treadmill.session import machine_limits
-from tui.app import one_line
+from tui.messages import ShowDevices, StartProgram
+from tui.protocol import TreadmillAppLike
+from tui.text import one_line
 from tui.widgets.top_bar import TopBar
-
-if TYPE_CHECKING:
-    from tui.app import TreadmillApp
 
 LOCK = "LOCKED: incline"
 
@@ -29,7 +28,7 @@ def minutes(seconds: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".") + " min"
 
 
-def refusal(program: Program, app: TreadmillApp) -> str | None:
+def refusal(program: Program, app: TreadmillAppLike) -> str | None:
     """Why this program can't start here, or None."""
     link = app.link
     try:
@@ -54,7 +53,7 @@ class ProgramPicker(Screen[None]):
         Binding("escape", "devices", "Devices", show=False),
     ]
 
-    app: TreadmillApp  # type: ignore[assignment]
+    app: TreadmillAppLike  # type: ignore[assignment]
 
     def compose(self) -> ComposeResult:
         app = self.app
@@ -155,7 +154,7 @@ class ProgramPicker(Screen[None]):
                         markup=False)
             return
         self.set_status("")
-        self.app.start_program(program)
+        self.post_message(StartProgram(program))
 
     def action_devices(self) -> None:
-        self.app.show_devices()
+        self.post_message(ShowDevices())

@@ -1,12 +1,14 @@
 """The session: big numbers, which way you face, the step and what comes next, the safety state.
 
-The SessionRunner runs in a worker on the app's loop. Its `on_event` callback is cheap: a
-telemetry sample is stored in the SessionState and a refresh is *requested*; refresh requests
-are coalesced with `loop.call_later` so the display is redrawn at most every REFRESH_S (4 Hz),
-however fast telemetry comes, and only one Refresh message is ever queued. Discrete events
-(step, cue, turn-around, alarm, ended, ...) are posted as messages. Key requests go to
-`runner.submit`; a refusal comes back as an event and is shown in the status line. SPACE never
-comes here: the app handles it before any screen sees the key.
+The SessionRunner runs on the controller's loop (tui/controller.py), usually in another thread;
+this screen starts it through the `ControllerHost` and awaits the result in a worker. Its
+events come through a `SessionFeed` (tui/feed.py): discrete events (step, cue, turn-around,
+alarm, ended, ...) as messages; telemetry as numbers that wait in the feed, drained by one
+queued call at a time and folded into the SessionState. Redraws are coalesced with
+`loop.call_later` so the display is redrawn at most every REFRESH_S (4 Hz), however fast
+telemetry comes. Key requests go to `host.submit`; a refusal comes back as an event and is
+shown in the status line. What the screen shows of the runner and governor it reads as plain
+attributes. SPACE never comes here: the key reader and the app stop the belt first.
 """
 
 from __future__ import annotations
@@ -25,9 +27,15 @@ from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Sparkline, Static
 
 from safety import Pause, Resume, SafetyConfig, StepIncline, StepSpeed
+from treadmill import session_events as ev
 from treadmill.errors import TreadmillError
 from treadmill.programs import Program
 from treadmill.session import SessionEvent, SessionResult, SessionRunner
+from tui.feed import SessionFeed
+from tui.messages import ShowDevices, ShowPrograms
+from tui.protocol import TreadmillAppLike
+from tui.screens.alert import AlertScreen
+from tui.screens.turn_around import TurnAroundScreen
 from tui.session_state import (
     CALM_ENDS,
     CONSOLE_ADVICE,
@@ -44,11 +52,11 @@ from tui.widgets.orientation import OrientationBanner
 from tui.widgets.top_bar import TopBar
 
 if TYPE_CHECKING:
+    from textual.app import App
     from textual.worker import Worker
 
-    from tui.app import TreadmillApp
+    from tui.host import ControllerHost
     from tui.link import TreadmillLink
-    from tui.screens.turn_around import TurnAroundScreen
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +98,7 @@ class SessionScreen(Screen[None]):
         Binding("escape", "back", "Back", show=False),
     ]
 
-    app: TreadmillApp  # type: ignore[assignment]
+    app: TreadmillAppLike  # type: ignore[assignment]
 
     class RunnerEvent(Message):
         """A discrete session event (not telemetry), handed to the UI."""
@@ -114,22 +122,24 @@ class SessionScreen(Screen[None]):
         link: TreadmillLink | None = None,
         safety: SafetyConfig | None = None,
         *,
+        host: ControllerHost | None = None,
         state: SessionState | None = None,
     ) -> None:
         super().__init__()
         self.program = program
         self.link = link
         self.safety = safety or SafetyConfig()
-        self.live = link is not None
+        self.host = host
+        self.live = link is not None and host is not None
         self.state = state or SessionState(
             program,
             device=link.name if link else "",
             simulated=bool(link and link.simulated),
         )
-        self.runner: SessionRunner | None = None
+        self.feed = SessionFeed(self._feed_event, self._feed_numbers)
+        self._app: App[Any] | None = None  # captured on mount, for the controller's thread
         self.session_worker: Worker[None] | None = None
         self.turn_screen: TurnAroundScreen | None = None
-        self._aborted = False
         self._refresh_handle: asyncio.TimerHandle | None = None
         self._clock_handle: asyncio.TimerHandle | None = None
         self._last_refresh = -1e9
@@ -171,8 +181,13 @@ class SessionScreen(Screen[None]):
     def on_screen_resume(self) -> None:
         self.render_state()  # back on top after a dialog: catch up on what changed beneath
 
+    @property
+    def runner(self) -> SessionRunner | None:
+        """The session's runner, once the controller has made it (read-only use here)."""
+        return self.feed.runner
+
     def on_mount(self) -> None:
-        self.app.session_screen = self
+        self._app = self.app  # type: ignore[assignment]
         self.query_one("#alert-banner").display = False
         self.query_one("#m-heart").display = False
         self.render_state()
@@ -188,66 +203,52 @@ class SessionScreen(Screen[None]):
         for handle in (self._refresh_handle, self._clock_handle):
             if handle is not None:
                 handle.cancel()
-        if self.link is not None and self.link.on_sample == self._on_idle_sample:
+        self.feed.detach()
+        if self.link is not None and self.link.on_sample == self.feed.on_idle_sample:
             self.link.on_sample = None
-        if self.app.session_screen is self:
-            self.app.session_screen = None
 
     # ---- the runner ------------------------------------------------------------------------
 
     @work(group="session", exclusive=True, exit_on_error=False)
     async def run_session(self) -> None:
-        link = self.link
-        assert link is not None
-        await link.stop_pump()  # from now on the runner reads the client's events
-        if self._aborted:
-            self.post_message(self.Finished(None, "stopped before the session started"))
-            return
-        runner = SessionRunner(link.client, self.program, config=self.safety,
-                               on_event=self._on_runner_event)
-        self.runner = runner
-        self.app.runner = runner
+        host = self.host
+        assert host is not None
         result: SessionResult | None = None
         error: str | None = None
         try:
-            result = await runner.run()
+            result = await asyncio.wrap_future(
+                host.call(host.controller.run_session, self.program, self.safety, self.feed))
+        except asyncio.CancelledError:
+            raise
         except TreadmillError as exc:
             error = str(exc)
         except Exception as exc:  # a bug: one line on screen, details in the log
             log.exception("session failed")
             error = f"internal error ({type(exc).__name__}: {exc})"
-        finally:
-            if self.app.runner is runner:
-                self.app.runner = None
-            if link.connected:
-                link.on_sample = self._on_idle_sample
-                link.start_pump()
         self.post_message(self.Finished(result, error))
 
-    def abort_start(self) -> None:
-        """SPACE before the runner has started: it never will."""
-        self._aborted = True
+    def _feed_event(self, event: SessionEvent) -> None:
+        """A discrete event, from the controller's loop: a message to this screen."""
+        self.post_message(self.RunnerEvent(event))
 
-    def _on_runner_event(self, event: SessionEvent) -> None:
-        """Called by the runner for every event: keep it cheap (no widgets, no awaits)."""
-        kind = event.type
-        if kind == "telemetry":
-            self.state.on_telemetry(event.data, event.t)
-            self.request_refresh()
-        elif kind in ("command", "status"):
-            self.request_refresh()  # the safety line shows the ramp
-        else:
-            self.post_message(self.RunnerEvent(event))
+    def _feed_numbers(self) -> None:
+        """Numbers are waiting, from the controller's loop: one call on the app's queue (not
+        this screen's: a message handled by a screen under a dialog repaints it)."""
+        app = self._app
+        if app is not None:
+            app.call_later(self._take_numbers)
+
+    def _take_numbers(self) -> None:
+        for event in self.feed.take():
+            if isinstance(event, ev.TelemetryShown):
+                self.state.on_telemetry(event.data, event.t)
+        self.request_refresh()  # the safety line shows the ramp, even without telemetry
 
     def _clock_tick(self) -> None:
         """Redraw every CLOCK_S even without telemetry (clocks, the watchdog's age). On loop
         time, like everything else here, so a simulated clock drives it too."""
         self.request_refresh()
         self._clock_handle = asyncio.get_running_loop().call_later(CLOCK_S, self._clock_tick)
-
-    def _on_idle_sample(self, sample: object) -> None:
-        """After the session the link reads the belt: keep showing it (it may still move)."""
-        self.request_refresh()
 
     def request_refresh(self) -> None:
         """Ask for a redraw; many requests within REFRESH_S make one redraw."""
@@ -293,8 +294,6 @@ class SessionScreen(Screen[None]):
                 self.app.bell()  # a change is coming: look at the screen
             case "link_lost":
                 self.app.bell()
-                if self.link is not None:
-                    self.link.link_lost_during_session()
             case "ended":
                 self.close_turn()
                 self.on_ended()
@@ -325,8 +324,6 @@ class SessionScreen(Screen[None]):
         reason = state.ended_reason or "error"
         if reason in CALM_ENDS:
             return
-        from tui.screens.alert import AlertScreen
-
         advice = ""
         if reason in NO_LINK_ENDS:
             advice = f"If the belt is still moving: {CONSOLE_ADVICE}."
@@ -344,8 +341,6 @@ class SessionScreen(Screen[None]):
     # ---- the turn-around dialog --------------------------------------------------------------
 
     def show_turn(self, to: str, *, ready: bool) -> None:
-        from tui.screens.turn_around import TurnAroundScreen
-
         if self.turn_screen is not None and self.turn_screen.to == to:
             self.turn_screen.ready = ready
             return
@@ -363,9 +358,9 @@ class SessionScreen(Screen[None]):
 
     def confirm_turned(self) -> bool:
         runner = self.runner
-        if runner is None or not runner.waiting_for_confirmation:
+        if runner is None or not runner.waiting_for_confirmation or self.host is None:
             return False
-        runner.confirm_turned()
+        self.host.run_soon(self.host.controller.confirm_turned)
         return True
 
     # ---- keys ------------------------------------------------------------------------------
@@ -381,11 +376,11 @@ class SessionScreen(Screen[None]):
 
     def submit(self, make: Callable[[float], Any]) -> None:
         runner = self.runner
-        if runner is None or runner.governor is None:
+        if runner is None or runner.governor is None or self.host is None:
             self.state.set_status("the session has not started yet", "refused")
             self.render_state()
             return
-        runner.submit(make)  # refusals come back as events, shown in the status line
+        self.host.submit(make)  # refusals come back as events, shown in the status line
         self.request_refresh()
 
     def action_speed(self, steps: int) -> None:
@@ -407,10 +402,8 @@ class SessionScreen(Screen[None]):
             self.render_state()
             return
         link = self.link
-        if link is not None and link.connected:
-            self.app.show_programs()
-        else:
-            self.app.show_devices()
+        self.post_message(ShowPrograms() if link is not None and link.connected
+                          else ShowDevices())
 
     # ---- drawing ---------------------------------------------------------------------------
 
@@ -421,7 +414,7 @@ class SessionScreen(Screen[None]):
             state = self.state
             state.safety = SafetyView.from_governor(runner.governor)
             if not state.ended:
-                state.elapsed_s = runner.session_time()
+                state.elapsed_s = self.session_time()
             now = asyncio.get_running_loop().time()
             current = runner.current_step
             if (current is not None and current.index == state.step_index
@@ -433,7 +426,7 @@ class SessionScreen(Screen[None]):
             sample = link.last_sample
             if sample is not self._last_idle_sample:
                 self._last_idle_sample = sample
-                t = self.runner.session_time() if self.runner is not None else None
+                t = self.session_time() if self.runner is not None else None
                 self.state.on_telemetry({
                     "speed_kmh": sample.speed_kmh,
                     "incline_pct": (sample.incline_pct if sample.incline_pct is not None
@@ -535,6 +528,13 @@ class SessionScreen(Screen[None]):
             return
         self._texts[selector] = text
         self.query_one(selector, Static).update(text, layout=layout)
+
+    def session_time(self) -> float:
+        """Seconds since the session started, on the controller's clock (the runner's)."""
+        t0 = self.feed.t0
+        if t0 is None or self.host is None:
+            return 0.0
+        return self.host.time() - t0
 
     def has_governor(self) -> bool:
         return not self.live or (self.runner is not None and self.runner.governor is not None)

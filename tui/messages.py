@@ -1,0 +1,61 @@
+"""Messages posted up to the app: screens asking for navigation or a connection, and the
+controller reporting what happened on its own (a dropped link, an idle Stop, a watchdog stop).
+
+The controller posts from its own thread: textual's `post_message` is thread-safe.
+"""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from treadmill.programs import Program
+from tui.link import StopOutcome
+from tui.targets import Target
+
+
+class ConnectTo(Message):
+    """Connect to this treadmill (then show the programs)."""
+
+    def __init__(self, target: Target) -> None:
+        super().__init__()
+        self.target = target
+
+
+class ShowDevices(Message):
+    """Back to the device screen (the bottom of the stack)."""
+
+
+class ShowPrograms(Message):
+    """The program picker, over the device screen."""
+
+
+class StartProgram(Message):
+    """The picker's Enter: the checklist first if needed, then the session."""
+
+    def __init__(self, program: Program) -> None:
+        super().__init__()
+        self.program = program
+
+
+class LinkDown(Message):
+    """The connected treadmill dropped the link while no session was running."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+class StopDone(Message):
+    """An idle Stop (no session running) was answered, or failed."""
+
+    def __init__(self, outcome: StopOutcome) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+
+class WatchdogStop(Message):
+    """The controller stopped the belt on its own because the screen stopped answering."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
