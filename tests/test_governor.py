@@ -1553,3 +1553,17 @@ def test_a_stop_refused_before_control_was_ever_held_asks_for_control_once_to_st
     g.handle(CommandAccepted(t + 0.1, RequestControl()))
     later = [c for k in range(1, 60) for c in cmds(g.handle(Tick(t + 0.1 + 0.05 * k)))]
     assert later and set(later) == {StopCmd()}  # no start, only the Stop it was asked for
+
+
+def test_resume_while_the_paused_belt_still_slows_waits_for_rest_then_starts():
+    g = Governor(FLAT)
+    t = start_running(g)
+    g.handle(SetSpeed(t, 2.0))
+    t, _ = follow(g, t, t + 15)
+    g.handle(Pause(t))
+    g.handle(CommandAccepted(t + 0.1, PauseCmd()))
+    g.handle(Telemetry(t + 0.2, 1.5))
+    assert cmds(g.handle(Resume(t + 0.3))) == []  # no StartResume on a moving belt...
+    assert cmds(g.handle(Telemetry(t + 0.5, 0.8)) + g.handle(Tick(t + 0.5))) == []
+    out = g.handle(Telemetry(t + 1.0, 0.0)) + g.handle(Tick(t + 1.0))
+    assert cmds(out) == [StartResume()]  # ...but once it is seen at rest, it goes

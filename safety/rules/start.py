@@ -130,11 +130,9 @@ class StartRule(Rule):
     ) -> str | None:
         # A start from standstill needs the belt at rest. Moving (a fresh reading) is
         # refused here; unknown (no reading yet, or silence) is settled by the start phases.
-        if ctx.rest_since() is None and ctx.belt_moving_now():
-            if not resuming:
-                return "the belt is still moving: wait until it has stopped"
-            if not self._resume_may_go(ctx, resuming):
-                return "the belt is still slowing down: resume once it has stopped"
+        # (A resume instead waits for the paused belt to come to rest: see _settle_rest.)
+        if not resuming and ctx.rest_since() is None and ctx.belt_moving_now():
+            return "the belt is still moving: wait until it has stopped"
         # Starting the belt is a speed change: not within the gap after an incline change.
         wait = ctx.belt.last_incline_cmd_t + ctx.config.speed_incline_gap_s - ctx.now
         if wait > EPS:
@@ -227,6 +225,13 @@ class StartRule(Rule):
     def _settle_rest(ctx: Context, phase: StartPhase | None) -> None:
         """The belt is not known at rest: slow a moving one, or make rest visible."""
         if ctx.belt_moving_now() and phase is not StartPhase.CONFIRM_REST:
+            if ctx.belt.command is BeltCommand.PAUSE and isinstance(ctx.start_request, Resume):
+                # Resume asked for while the paused belt still slows down: it goes once the
+                # belt is seen at rest (never a StartResume on a moving belt), or not at all.
+                if ctx.now - ctx.start_requested_t >= ctx.config.start_timeout_s - EPS:
+                    ctx.abort_start("the belt did not come to rest after the pause: it was "
+                                    "not resumed. Press Resume again once it has stopped")
+                return
             if ctx.belt.command is BeltCommand.NONE and ctx.start_request is not None:
                 ctx.start_phase = None
                 slow_moving_belt(ctx, ctx.start_request)  # started at the console
