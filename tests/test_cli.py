@@ -457,3 +457,19 @@ def test_enter_or_yes_confirms_a_turn_around():
     assert result.exit_code == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert sum(e["type"] == "confirmed" for e in events) >= 2
+
+
+def test_headless_never_says_completed_with_exit_0_while_the_belt_was_not_seen_to_stop(tmp_path):
+    """A treadmill that refuses every Stop from the end of the program on."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "treadmill.cli", "session", "taster", "--headless",
+         "--simulate", "--auto-confirm", "--speedup", "max",
+         "--sim-fault", "result-failed@265"],
+        capture_output=True, text=True, timeout=120,
+        env={**__import__("os").environ, "TREADMILL_CONFIG_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 2, result.stdout[-2000:]
+    assert "Session over (completed)" not in result.stdout

@@ -33,6 +33,7 @@ from safety import (
     Resume,
     SafetyConfig,
 )
+from safety.wording import ACTIONABLE
 from treadmill import session_events as ev
 from treadmill.client import DeviceInfo, FtmsClient
 from treadmill.config import (
@@ -890,8 +891,8 @@ def session(program_name: str | None, device: str | None, headless: bool, as_jso
                                          keyboard), speedup=factor)
     if printer.closed:
         raise OutputClosed()
-    if result.reason not in (EndReason.COMPLETED, EndReason.USER_STOP):
-        sys.exit(2)
+    if result.reason not in (EndReason.COMPLETED, EndReason.USER_STOP) or not result.belt_still:
+        sys.exit(2)  # "completed" never stands for a belt that was not seen to stop
 
 
 class HeadlessPrinter:
@@ -1039,6 +1040,8 @@ async def _headless_session(client: FtmsClient, sim: Any, program: Program,
         printer.echo(f"Session over ({result.reason}): {result.message}. "
                      f"{result.duration_s / 60:.1f} min{distance}, "
                      f"{result.backward_s / 60:.1f} min backward.")
+        if not result.belt_still:
+            printer.echo(f"The belt was not seen to stop: {ACTIONABLE} now.", err=True)
     return result
 
 
