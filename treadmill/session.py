@@ -73,6 +73,7 @@ STOP_ON_EXIT_TIMEOUT_S = 2.0
 STOP_UNTIL_STILL_MAX_S = 30.0
 BUS_DRAIN_S = 1.0  # at the end, how long front ends get to catch up (a stuck one is left)
 START_RETRY_LIMIT = 3  # a start refused because the belt was moving: tries once it stopped
+START_CALM_S = 1.0  # after slowing a moving belt: how long a Start must look possible
 
 
 @dataclass(frozen=True)
@@ -401,8 +402,13 @@ class SessionRunner:
             if str(governor.state) not in ("idle", "stopped"):
                 return
             # Stopped: the next Start needs it seen at rest, which takes a few readings.
-            for _ in range(int(5.0 / self._tick_s)):
-                if governor.check_start_possible(orientation) is None:
+            # Possible for a whole second in a row: one stray 0 km/h frame from a belt that
+            # still slows down (some machines send them) must not start it.
+            calm = 0.0
+            for _ in range(int(8.0 / self._tick_s)):
+                possible = governor.check_start_possible(orientation) is None
+                calm = calm + self._tick_s if possible else 0.0
+                if calm >= START_CALM_S - 1e-9:
                     break
                 await asyncio.sleep(self._tick_s)
 
