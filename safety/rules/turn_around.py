@@ -89,6 +89,11 @@ class TurnAroundRule(Rule):
 
     def settle(self, ctx: Context) -> None:
         """Stopped for a turn: make rest visible, then bring the deck down if it must."""
+        if ctx.belt.command is BeltCommand.NONE and ctx.belt_moving_now():
+            # Turning before anything was commanded, and the belt turns out to be running
+            # (started at the console; its first reading came late): slow it down first.
+            slow_moving_belt(ctx, TurnAround(ctx.now), StopIntent.TURN)
+            return
         if not self._make_rest_visible(ctx):
             self.level_deck(ctx)
 
