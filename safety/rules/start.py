@@ -321,12 +321,14 @@ class StartRule(Rule):
         if ctx.state is S.STOPPING and not ctx.has_control:
             # A belt started at the console that we meant to slow down.
             ctx.belt.command = BeltCommand.NONE
+            # When in doubt, stop: Stop until still asks for control again (with back-off)
+            # for the Stop's sake, so a refusal of a moment does not leave the belt running.
             return StopNow(
                 EndReason.ERROR,
-                f"the treadmill refused remote control ({reason}), so the app can't "
-                f"slow the moving belt: {ACTIONABLE}",
+                f"the treadmill refused remote control ({reason}), so the app could not "
+                f"slow the moving belt: Stop sent until it stops. If it keeps moving, "
+                f"{ACTIONABLE}",
                 AlarmKind.START_FAILED,
-                send_stop=False,
             )
         if ctx.state is S.STARTING and ctx.start_phase is StartPhase.AWAIT_CONTROL:
             return AbortStart(
