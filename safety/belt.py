@@ -21,6 +21,12 @@ from .types import (
 ZERO_KMH: Final = 0.05  # a reading at or below this is "belt at 0"
 MOTION_KMH: Final = 0.1  # a reading at or above this after StartResume is "belt moving"
 SILENCE_S: Final = 1.0  # no reading this long (1-4 Hz is normal) after a slow Stop: silent
+SLOWEST_DECEL_KMH_S: Final = 0.25  # a slow motor coasting down (DESIGN §4: slow belts)
+# A machine that has not reported its speed once this session: after an accepted Stop its
+# silence counts as rest only this long after the answer. Long enough for a belt at 15 km/h
+# to stop at a typical 1.5 km/h/s, and for a drop-out of notifications from a belt that is
+# in fact moving to end and show it.
+NEVER_REPORTED_REST_S: Final = 10.0
 INCLINE_S_PER_PCT: Final = 2.0  # incline never reported: assume a slow motor (0.5 % per s)
 INCLINE_SETTLE_TIMEOUT_S: Final = 30.0
 
@@ -162,15 +168,32 @@ class BeltTracker:
         if self.command is BeltCommand.NONE or accepted is None:
             return None
         if m is None or self.last_speed_t is None:
-            return accepted  # never reported any speed: a silent machine
+            # Never reported any speed: a machine silent when stopped, or a moving belt whose
+            # notifications are not arriving. Only a long silence tells them apart.
+            if now - accepted >= NEVER_REPORTED_REST_S - EPS:
+                return accepted + NEVER_REPORTED_REST_S
+            return None
         if self.seen_zero:
             return None  # it reports 0 when still: silence here is a drop-out, not rest
-        silent = now - self.last_speed_t >= SILENCE_S - EPS
-        if silent and m <= env.start_speed_kmh + env.speed_tolerance_kmh:
-            # Stop/Pause accepted at a slow speed, then silence: the "silent when stopped"
-            # quirk. Any later frame moves last_speed_t, so a stray frame resets the dwell.
-            return max(self.last_speed_t, accepted)
-        return None
+        if m > env.start_speed_kmh + env.speed_tolerance_kmh:
+            return None
+        # Stop/Pause accepted at a slow speed, then silence: the "silent when stopped" quirk.
+        # It counts once even the slowest motor would have stopped from the last reading;
+        # any later frame moves last_speed_t, so a stray frame resets the dwell.
+        rest_t = max(self.last_speed_t, accepted) + max(SILENCE_S, m / SLOWEST_DECEL_KMH_S)
+        return rest_t if now >= rest_t - EPS else None
+
+    def awaiting_silent_rest(self, env: Envelope) -> bool:
+        """A Stop/Pause was accepted and the belt has gone quiet in a way rest_since will
+        count as rest once the silence has lasted (nothing read yet, or a slow last reading
+        from a machine that never reports 0): waiting is all there is to do."""
+        if not self.resting() or self.rest_cmd_accepted_t is None:
+            return False
+        if self.measured is None or self.last_speed_t is None:
+            return True
+        return not self.seen_zero and (
+            self.measured <= env.start_speed_kmh + env.speed_tolerance_kmh
+        )
 
     # ------------------------------------------------------------ incline
 

@@ -179,7 +179,7 @@ class Rig:
     async def until(self, predicate: Callable[[], bool], within: float = 30.0) -> None:
         deadline = now() + within
         while not predicate():
-            assert now() < deadline, f"not within {within} s"
+            assert now() < deadline, f"not within {within} s {self.gov.state} {self.notices[-5:]} {[c.command for c in self.sent]}"
             await asyncio.sleep(0.05)
 
     def samples(self, since: float = -math.inf, until: float = math.inf) -> list[TelemetrySample]:
@@ -372,9 +372,11 @@ async def test_governed_session(connect, profile):
     writes = written(rig.sim)
     assert writes == [encode_command(c.command) for c in rig.sent]
     if p.has(Quirk.SILENT_WHEN_STOPPED):
-        # Nothing read before the start: a Stop made rest visible first.
+        # Nothing read before the start: a Stop (re-sent while the silence is too short to
+        # tell rest from a drop-out) made rest visible first.
         assert writes[1] == ftms.encode_stop()
-        del writes[1]
+        while writes[1] == ftms.encode_stop():
+            del writes[1]
     assert writes[:2] == [ftms.encode_request_control(), ftms.encode_start_resume()]
     assert writes[-1] == ftms.encode_stop()
     while writes[-2] == ftms.encode_stop():

@@ -54,6 +54,7 @@ from safety import (
     envelope_for,
     next_state,
 )
+from safety.belt import NEVER_REPORTED_REST_S, SLOWEST_DECEL_KMH_S
 from safety.rules.stop_until_still import STILL_S, STOP_RETRY_MAX_S
 
 BACK = Orientation.BACKWARD
@@ -98,6 +99,11 @@ def start_running(g, orientation=BACK, t=0.0, silent=False):
             out = g.handle(Tick(t))
         if cmds(out) == [StopCmd()]:
             out = g.handle(CommandAccepted(t + 0.1, StopCmd()))
+        while silent and not cmds(out):  # silence is rest only once it has lasted
+            t = round(t + 0.25, 6)
+            out = g.handle(Tick(t))
+            if cmds(out) == [StopCmd()]:  # re-sent while rest is not yet seen
+                out = g.handle(CommandAccepted(t + 0.1, StopCmd()))
         if cmds(out) and isinstance(cmds(out)[0], SetTargetIncline):
             # Walking backward on a deck of unknown incline: it is levelled before the start.
             g.handle(CommandAccepted(t + 0.1, cmds(out)[0]))
@@ -543,8 +549,43 @@ def test_no_reading_yet_means_unknown_and_a_stop_makes_rest_visible():
         assert cmds(g.handle(Tick(0.1 + 0.25 * k))) == []
     out = g.handle(Tick(2.1))
     assert cmds(out) == [StopCmd()] and not alarms(out)
-    # Silent and stopped: at rest.
-    assert cmds(g.handle(CommandAccepted(2.2, StopCmd()))) == [StartResume()]
+    assert cmds(g.handle(CommandAccepted(2.2, StopCmd()))) == []
+    # Silent: a machine silent when stopped, or notifications that are not arriving from a
+    # belt that moves. Only a long silence tells them apart.
+    sent = []
+    t = 2.2
+    while t < 2.2 + NEVER_REPORTED_REST_S - 0.3:
+        t += 0.25
+        for c in cmds(g.handle(Tick(t))):
+            sent.append(c)
+            g.handle(CommandAccepted(t, c))
+    assert StartResume() not in sent and set(sent) <= {StopCmd()}
+    assert g.state is S.STARTING
+    out = g.handle(Tick(2.2 + NEVER_REPORTED_REST_S))
+    assert cmds(out) == [StartResume()] and not alarms(out)
+
+
+def test_a_drop_out_on_a_moving_belt_is_not_silence_at_a_start():
+    # notifications are not arriving at first; the belt was started at the console
+    g = Governor(FLAT)
+    g.handle(Start(0.0, BACK))
+    g.handle(CommandAccepted(0.1, RequestControl()))
+    assert cmds(g.handle(Tick(2.1))) == [StopCmd()]
+    assert cmds(g.handle(CommandAccepted(2.2, StopCmd()))) == []
+    for k in range(1, 8):
+        assert StartResume() not in cmds(g.handle(Tick(2.2 + 0.25 * k)))
+    out = g.handle(Telemetry(4.2, 3.0))  # the drop-out ends: still slowing from 3 km/h
+    out += g.handle(Telemetry(4.5, 2.7))
+    assert StartResume() not in cmds(out)
+    t, belt = 4.5, 2.7
+    while t < 30.0 and g.state is S.STARTING:
+        t += 0.25
+        out = g.handle(Tick(t)) + g.handle(Telemetry(t, belt))
+        for c in cmds(out):
+            assert c != StartResume() or belt == 0.0  # started only once seen at rest
+            g.handle(CommandAccepted(t, c))
+        belt = max(0.0, 2.7 - 1.5 * (t - 4.5))
+    assert g.internal_errors == 0
 
 
 # --------------------------------------------------------- rule 4: speed and incline apart
@@ -733,10 +774,19 @@ def test_stopped_and_silent_counts_as_at_rest_once_stop_is_accepted():
     assert not any(isinstance(o, TurnAroundReady) for o in g.handle(Tick(t + 4)))
     g.handle(CommandAccepted(t + 4.1, StopCmd()))
     assert g.link_state is LinkState.OK
-    out = g.handle(Tick(t + 6.0))
-    assert out == []
-    out = g.handle(Tick(t + 7.2))
-    assert out == [TurnAroundReady(FWD)]
+    # Rest once even a slow motor would have stopped from 1 km/h, then the turn's dwell.
+    ready_t = t + 4.1 + 1.0 / SLOWEST_DECEL_KMH_S + STILL_S
+    k = t + 4.1
+    while k < ready_t - 0.3:
+        k = round(k + 0.25, 6)
+        out = g.handle(Tick(k))
+        assert not any(isinstance(o, TurnAroundReady) for o in out)
+        assert set(cmds(out)) <= {StopCmd()}  # a quiet belt may get its Stop again
+        for c in cmds(out):
+            g.handle(CommandAccepted(k, c))
+    assert g.ended_reason is None and g.link_state is LinkState.OK
+    out = g.handle(Tick(ready_t + 0.1))
+    assert TurnAroundReady(FWD) in out
 
 
 def test_silence_after_a_fast_pause_is_not_rest():
@@ -1534,9 +1584,13 @@ def test_a_first_turn_before_any_reading_makes_rest_visible_with_a_stop():
     g.handle(CommandAccepted(2.2, RequestControl()))
     assert cmds(g.handle(Tick(2.3))) == [StopCmd()]
     g.handle(CommandAccepted(2.4, StopCmd()))
-    ready = [o for k in range(1, 16) for o in g.handle(Tick(2.4 + 0.25 * k))
-             if isinstance(o, TurnAroundReady)]
-    assert ready == [TurnAroundReady(BACK)]  # accepted, silent and still for the dwell
+    ticks = [2.4 + 0.25 * k for k in range(1, round(4 * (NEVER_REPORTED_REST_S + STILL_S)))]
+    ready = [t for t in ticks for o in g.handle(Tick(t)) if isinstance(o, TurnAroundReady)]
+    assert ready == [], "too early: a silence this short could be a drop-out"
+    later = 2.4 + NEVER_REPORTED_REST_S + STILL_S
+    out = g.handle(Tick(later)) + g.handle(Tick(later + 0.25))
+    # accepted, silent long enough to be rest, and still for the dwell
+    assert [o for o in out if isinstance(o, TurnAroundReady)] == [TurnAroundReady(BACK)]
 
 
 def test_a_stop_refused_before_control_was_ever_held_asks_for_control_once_to_stop():

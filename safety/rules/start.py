@@ -6,7 +6,13 @@ import math
 from collections.abc import Sequence
 from typing import Final, override
 
-from ..belt import INCLINE_S_PER_PCT, INCLINE_SETTLE_TIMEOUT_S, MOTION_KMH, BeltCommand
+from ..belt import (
+    INCLINE_S_PER_PCT,
+    INCLINE_SETTLE_TIMEOUT_S,
+    MOTION_KMH,
+    NEVER_REPORTED_REST_S,
+    BeltCommand,
+)
 from ..context import ACTIONABLE, Context
 from ..limits import EPS, Envelope
 from ..states import StartPhase, StopIntent, Trigger
@@ -346,6 +352,9 @@ class StartRule(Rule):
         phase, cfg = ctx.start_phase, ctx.config
         if phase in (StartPhase.CONFIRM_REST, StartPhase.LEVEL_DECK) and not ctx.sent_this_call:
             allowed = cfg.start_timeout_s
+            if phase is StartPhase.CONFIRM_REST and ctx.belt.last_speed_t is None:
+                # nothing ever read: only a long silence after the Stop shows rest
+                allowed = max(allowed, UNKNOWN_BELT_WAIT_S + NEVER_REPORTED_REST_S + 2.0)
             if phase is StartPhase.LEVEL_DECK:
                 allowed += INCLINE_SETTLE_TIMEOUT_S
             if ctx.now - ctx.start_requested_t >= allowed:

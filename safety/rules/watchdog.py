@@ -27,8 +27,9 @@ class Watchdog(Rule):
     def check(self, ctx: Context) -> Verdict | None:
         if ctx.belt.unknown():
             return None  # nothing commanded, nothing read: not yet acting on a belt we can't see
-        if ctx.rest_since() is not None:
-            # At rest (or stopped and silent): silence is normal here.
+        if ctx.rest_since() is not None or ctx.belt.awaiting_silent_rest(ctx.env):
+            # At rest, or stopped and silent: silence is normal here. (A Stop accepted at a
+            # slow speed is all this rule could send; rest waits for the silence to last.)
             if ctx.link_state is LinkState.STALE:
                 ctx.link_state = LinkState.OK
             return None
