@@ -179,7 +179,7 @@ class Rig:
     async def until(self, predicate: Callable[[], bool], within: float = 30.0) -> None:
         deadline = now() + within
         while not predicate():
-            assert now() < deadline, f"not within {within} s {self.gov.state} {self.notices[-5:]} {[c.command for c in self.sent]}"
+            assert now() < deadline, f"not within {within} s: {self.gov.state}, {self.notices[-3:]}"
             await asyncio.sleep(0.05)
 
     def samples(self, since: float = -math.inf, until: float = math.inf) -> list[TelemetrySample]:
