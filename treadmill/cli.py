@@ -33,7 +33,7 @@ from safety import (
     Resume,
     SafetyConfig,
 )
-from safety.wording import ACTIONABLE
+from safety.wording import ACTIONABLE, checklist_text
 from treadmill import session_events as ev
 from treadmill.client import DeviceInfo, FtmsClient
 from treadmill.config import (
@@ -611,13 +611,7 @@ def programs_show(name: str, as_json: bool) -> None:
 
 # ---- session -----------------------------------------------------------------------------------
 
-SAFETY_CHECKLIST = """Before walking backwards:
-  - clip the safety key to your clothing
-  - hold the rails at first, stand tall, look ahead, take short steps
-  - clear space behind the treadmill; wear supportive shoes
-  - SPACE (or Ctrl-C here) stops the belt at once
-Not advised with vertigo or balance problems, Parkinson's disease or a history of falls;
-with knee problems, check with a physiotherapist or doctor first."""
+SAFETY_CHECKLIST = checklist_text("SPACE (or Ctrl-C here)")
 
 
 def safety_config_for(config_safety: dict[str, Any], unlock_incline: bool) -> SafetyConfig:

@@ -52,6 +52,7 @@ from safety import (
     TurnAround,
     TurnAroundReady,
 )
+from safety.wording import ACTIONABLE
 from treadmill import session_events as ev
 from treadmill.bus import EventBus
 from treadmill.client import ApprovalExpired, FtmsClient
@@ -498,8 +499,7 @@ class SessionRunner:
         if self.client.is_connected:
             self._finished = False  # this alarm is news, even after "ended"
             message = ("the belt was not seen to stop after "
-                       f"{limit_s:g} s of sending Stop: use the console STOP or pull the "
-                       "safety key now")
+                       f"{limit_s:g} s of sending Stop: {ACTIONABLE} now")
             self._publish(ev.AlarmRaised(self.session_time(), "command_failed", message))
             self._finished = True
         return False

@@ -39,6 +39,7 @@ from textual.binding import Binding, BindingType
 from textual.driver import Driver
 
 from safety import SafetyConfig
+from safety.wording import ACTIONABLE
 from treadmill.config import Config, load_config, normalize_address
 from treadmill.errors import TreadmillError, describe_bluetooth_error
 from treadmill.programs import Program, ProgramError, catalogue, find_program
@@ -289,7 +290,7 @@ class TreadmillApp(App[None]):
         self.bell()
         if not self.core.can_stop:
             self.notify("Not connected to a treadmill: the app can't stop the belt. "
-                        "Use the console STOP or the safety key.",
+                        f"{ACTIONABLE.capitalize()}.",
                         title="STOP", severity="error", timeout=8)
         elif not self.in_session:
             self.notify("Stop sent to the treadmill.", title="STOP", severity="warning")
@@ -306,8 +307,8 @@ class TreadmillApp(App[None]):
                         title="STOP", severity="information", markup=False)
             return
         self.bell()
-        self.notify(f"The treadmill did not accept Stop ({one_line(outcome.detail)}): use the "
-                    "console STOP or the safety key.", title="STOP", severity="error",
+        self.notify(f"The treadmill did not accept Stop ({one_line(outcome.detail)}): "
+                    f"{ACTIONABLE}.", title="STOP", severity="error",
                     timeout=10, markup=False)
 
     def on_watchdog_stop(self, message: WatchdogStop) -> None:
@@ -400,8 +401,8 @@ class TreadmillApp(App[None]):
         if message.reason == "closed":
             return
         self.bell()
-        self.notify("The treadmill dropped the Bluetooth link. If the belt is moving, use the "
-                    "console STOP or the safety key.", title="LINK LOST", severity="error",
+        self.notify("The treadmill dropped the Bluetooth link. If the belt is moving, "
+                    f"{ACTIONABLE}.", title="LINK LOST", severity="error",
                     timeout=10)
         self.set_device_status("Link lost: connect again")
         if not self.in_session:

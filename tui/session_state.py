@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from safety import Orientation
+from safety.wording import ACTIONABLE
 from treadmill.programs import Program, TurnAroundItem, WalkItem, plan
 from treadmill.session import SessionEvent, describe_next
 
@@ -50,7 +51,7 @@ END_TITLES = {
 }
 
 # Ends after which the app may no longer be able to stop the belt: say what to do instead.
-CONSOLE_ADVICE = "use the console STOP or the safety key"
+CONSOLE_ADVICE = ACTIONABLE  # one source for the wording (safety/wording.py)
 NO_LINK_ENDS = frozenset({"link_lost", "telemetry_lost"})
 CALM_ENDS = frozenset({"completed", "emergency_stop"})
 

@@ -11,18 +11,10 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-CHECKLIST_ITEMS = (
-    "Clip the safety key to your clothing.",
-    "Hold the rails at first. Stand tall, look ahead, take short steps.",
-    "Clear the space behind the treadmill.",
-    "Wear supportive shoes.",
-    "SPACE on this keyboard stops the belt at once, from any screen.",
-)
+from safety.wording import CHECKLIST, CONTRAINDICATIONS
 
-WARNING = (
-    "Not advised with vertigo or balance problems, Parkinson's disease, or a history of "
-    "falls. With knee problems, check with a physiotherapist or doctor first."
-)
+CHECKLIST_ITEMS = (*CHECKLIST, "SPACE on this keyboard stops the belt at once, from any screen.")
+WARNING = CONTRAINDICATIONS
 
 
 class ChecklistScreen(ModalScreen[bool]):
