@@ -36,23 +36,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
-import pty
 import random
 import signal
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
-import termios
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from simulators.terminal import Terminal
 
 TREADMILL = str(Path(sys.executable).with_name("treadmill"))
 STOP_HEX = "0801"
@@ -81,58 +78,6 @@ class Result:
 
 
 # ---- the real process in a pty ---------------------------------------------------------------
-
-
-class Terminal:
-    """The TUI in a pseudo-terminal; its output is drained (a terminal that stops reading
-    would stall the app)."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-        self.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
-                                        start_new_session=True)
-        os.close(slave)
-        self.output = bytearray()
-        self._lock = threading.Lock()
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            with self._lock:
-                self.output += chunk
-                del self.output[:-200_000]
-
-    def wait_for(self, text: bytes, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if text in self.output:
-                    return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the TUI exited: {bytes(self.output[-2000:])!r}")
-            time.sleep(0.02)
-        raise TimeoutError(f"{text!r} never appeared")
-
-    def type(self, keys: bytes) -> None:
-        os.write(self.master, keys)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.type(b"q")
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        with contextlib.suppress(OSError):
-            os.close(self.master)
 
 
 class Trace:
@@ -214,7 +159,7 @@ def pty_run(label: str, presses: int, speedup: float, controller: str,
             time.sleep(0.15)
             term.type(b"\r")
     finally:
-        term.close()
+        term.close(quit_key="q")
     return result
 
 

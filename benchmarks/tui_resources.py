@@ -11,69 +11,27 @@ Run: `./run bench tui_resources` (add `--minutes N`; the default 5 takes about 5
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
-import pty
-import struct
-import subprocess
 import sys
 import tempfile
-import termios
-import threading
 import time
 from pathlib import Path
+
+from simulators.terminal import Terminal
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-class Terminal:
-    """A pseudo-terminal running one process; everything it prints is collected."""
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
-    def __init__(self, argv: list[str], env: dict[str, str], cols: int = 120,
-                 rows: int = 40) -> None:
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        self.started = time.perf_counter()
-        self.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
-                                        start_new_session=True)
-        os.close(slave)
-        self.output = bytearray()
-        self.lock = threading.Lock()
-        threading.Thread(target=self._drain, daemon=True).start()
 
-    def _drain(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            with self.lock:
-                self.output += chunk
-
-    def wait_for(self, text: bytes, timeout: float) -> float:
-        """Seconds since the start until `text` was printed."""
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            with self.lock:
-                if text in self.output:
-                    return time.perf_counter() - self.started
-            time.sleep(0.005)
-        raise TimeoutError(f"{text!r} did not appear within {timeout:g} s")
-
-    def type(self, keys: str) -> None:
-        os.write(self.master, keys.encode())
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-
-    def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def main() -> None:
@@ -93,22 +51,20 @@ def main() -> None:
             term.type("\r")  # acknowledge the safety checklist
             term.wait_for(b"STEP 1/", 30)
             time.sleep(5)  # past start-up work; measure the steady session
-            cpu0, t0 = term.cpu_seconds(), time.perf_counter()
+            pid = term.process.pid
+            cpu0, t0 = cpu_seconds(pid), time.perf_counter()
             per_minute = []
             end = t0 + args.minutes * 60
             while (now := time.perf_counter()) < end:
-                c0 = term.cpu_seconds()
+                c0 = cpu_seconds(pid)
                 time.sleep(min(60.0, end - now))
-                per_minute.append((term.cpu_seconds() - c0) / (time.perf_counter() - now) * 100)
-            cpu = (term.cpu_seconds() - cpu0) / (time.perf_counter() - t0) * 100
-            rss = term.peak_rss_mb()
+                per_minute.append((cpu_seconds(pid) - c0) / (time.perf_counter() - now) * 100)
+            cpu = (cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0) * 100
+            rss = peak_rss_mb(pid)
             term.type(" ")
             time.sleep(0.5)
-            term.type("q")
-            term.process.wait(timeout=15)
         finally:
-            if term.process.poll() is None:
-                term.process.kill()
+            term.close(quit_key="q")
     print(f"TUI, live simulated session at 4 Hz for {args.minutes:g} min, 120x40 terminal")
     print(f"{'measure':<28} {'result':>10}   target")
     print(f"{'time to first frame':<28} {first_frame:>9.2f}s   < 1.5 s")

@@ -9,22 +9,21 @@ few seconds and that the last control-point write the machine got was Stop (0x08
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import pty
 import signal
-import struct
 import subprocess
 import sys
-import termios
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from simulators.terminal import Terminal
+
 TREADMILL = str(Path(sys.executable).with_name("treadmill"))
+# the terminal window the process runs in: closing it hangs the process up
+TERMINAL = {"cols": 100, "rows": 30, "controlling": True}
 EXIT_WITHIN_S = 8.0  # generous: two shared cores, other test runs alongside
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and ptys")
@@ -97,59 +96,9 @@ def test_a_signal_stops_a_headless_session_first(tmp_path, sig):
     assert_stop_reached_the_machine(trace)
 
 
-class Terminal:
-    """A pseudo-terminal that is the process's controlling terminal, so closing it hangs up
-    the process (SIGHUP), as closing a terminal window does."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-        self.process = subprocess.Popen(
-            argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
-        os.close(slave)
-        self.output = bytearray()
-        self._lock = threading.Lock()
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            with self._lock:
-                self.output += chunk
-
-    def wait_for(self, text: bytes, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if text in self.output:
-                    return
-            assert self.process.poll() is None, bytes(self.output[-2000:])
-            time.sleep(0.02)
-        raise AssertionError(f"{text!r} never appeared: {bytes(self.output[-2000:])!r}")
-
-    def type(self, keys: str) -> None:
-        os.write(self.master, keys.encode())
-
-    def hang_up(self) -> None:
-        os.close(self.master)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        with contextlib.suppress(OSError):
-            os.close(self.master)
-
-
 def start_tui_session(tmp_path: Path, trace: Path) -> Terminal:
     term = Terminal([TREADMILL, "session", "taster", "--simulate", "--speedup", "5",
-                     "--sim-trace", str(trace)], env_for(tmp_path))
+                     "--sim-trace", str(trace)], env_for(tmp_path), **TERMINAL)
     term.wait_for(b"Enter starts")
     time.sleep(0.3)
     term.type("\r")  # taster, preselected in the picker
@@ -188,7 +137,7 @@ def test_closing_the_terminal_stops_a_headless_session_first(tmp_path):
     trace = tmp_path / "trace.jsonl"
     term = Terminal([TREADMILL, "session", "taster", "--simulate", "--headless",
                      "--auto-confirm", "--speedup", "5", "--sim-trace", str(trace)],
-                    env_for(tmp_path))
+                    env_for(tmp_path), **TERMINAL)
     try:
         wait_for_belt(trace, term.process)
         term.hang_up()

@@ -11,17 +11,14 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
-import struct
 import sys
-import termios
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from test_cli_signals import TREADMILL, Terminal, env_for, trace_lines, wait_for_belt
+from test_cli_signals import TERMINAL, TREADMILL, env_for, trace_lines, wait_for_belt
+
+from simulators.terminal import Terminal
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="POSIX ptys"),
@@ -37,37 +34,12 @@ speed_kmh = 2.0
 """
 
 
-class StallableTerminal(Terminal):
-    """A Terminal whose reader can stop reading, as a stalled terminal does."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.reading = threading.Event()
-        self.reading.set()
-        super().__init__(argv, env)
-
-    def _drain(self) -> None:
-        while True:
-            self.reading.wait()
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            with self._lock:
-                self.output += chunk
-
-    def resize(self, cols: int, rows: int) -> None:
-        """The kernel sends SIGWINCH to the TUI: textual repaints everything."""
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
-def start_walking(tmp_path: Path, trace: Path) -> StallableTerminal:
+def start_walking(tmp_path: Path, trace: Path) -> Terminal:
     program = tmp_path / "long-walk.toml"
     program.write_text(PROGRAM, encoding="utf-8")
-    term = StallableTerminal([TREADMILL, "session", str(program), "--simulate",
-                              "--sim-notify-hz", "10", "--sim-trace", str(trace)],
-                             env_for(tmp_path))
+    term = Terminal([TREADMILL, "session", str(program), "--simulate",
+                     "--sim-notify-hz", "10", "--sim-trace", str(trace)],
+                    env_for(tmp_path), **TERMINAL)
     term.wait_for(b"Enter starts")
     time.sleep(0.3)
     term.type("\r")  # the program, preselected; forward only: no checklist
