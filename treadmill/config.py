@@ -77,6 +77,8 @@ class Config:
     default_device: str | None = None
     # Stricter safety settings, validated by the safety package when a session starts.
     safety: dict[str, Any] = field(default_factory=dict)
+    # The [mqtt] table as written; treadmill/mqtt/settings.py checks it when a bridge starts.
+    mqtt: dict[str, Any] = field(default_factory=dict)
 
     def find(self, address: str) -> PairedDevice | None:
         wanted = normalize_address(address)
@@ -155,13 +157,17 @@ def _from_dict(raw: dict[str, Any], path: Path) -> Config:
     safety = raw.get("safety", {})
     if not isinstance(safety, dict):
         raise bad("[safety] must be a table")
-    unknown_top = set(raw) - {"devices", "default_device", "safety"}
+    mqtt = raw.get("mqtt", {})
+    if not isinstance(mqtt, dict):
+        raise bad("[mqtt] must be a table")
+    unknown_top = set(raw) - {"devices", "default_device", "safety", "mqtt"}
     if unknown_top:
         raise bad(f"unknown keys {sorted(unknown_top)}")
     return Config(
         devices=devices,
         default_device=normalize_address(default) if default else None,
         safety=safety,
+        mqtt=mqtt,
     )
 
 
@@ -248,6 +254,8 @@ def _serialize(config: Config) -> str:
         data["default_device"] = config.default_device
     if config.safety:
         data["safety"] = config.safety
+    if config.mqtt:
+        data["mqtt"] = config.mqtt
     return tomli_w.dumps(data)
 
 
