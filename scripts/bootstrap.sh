@@ -13,6 +13,17 @@
 # private sources list that reuses this machine's Debian mirror and archive
 # keyring (the machine's own apt configuration and state are not touched).
 #
+# The MQTT tests' tools (tests/mosquitto.py starts a private broker): when the
+# mosquitto broker or the openssl CLI is missing (looked for on PATH and in
+# /usr/sbin, checked on every run without starting a process), Debian's
+# packages are installed with apt-get (as root, or with `sudo -n` if that
+# works; `apt-get update` only if the install fails for want of package
+# lists). Output goes to a log; one line says what happened. Never fatal:
+# without root, on macOS (`brew install mosquitto`) or without apt, one line
+# says what to install and only the MQTT tests fail. The package's own system
+# broker (a service on port 1883, started or not as Debian decides) is not
+# used: the tests run theirs on free ports.
+#
 # Environment:
 #   TREADMILL_PYTHON=/path/to/python   use this interpreter (must be 3.12/3.13)
 #   TREADMILL_FORCE_BUILD=1            ignore every interpreter except the cached
@@ -91,8 +102,78 @@ up_to_date() {
 
 want_hash="$(file_hash "$root/pyproject.toml")"
 
+# ---- the MQTT tests' tools: mosquitto, openssl -------------------------------
+# Defined here, run on every path out (the fast path too: a machine set up
+# before the MQTT tests existed gets them on its next ./run).
+
+have_tool() {  # builtins only: this runs on the fast path
+    local d
+    command -v "$1" >/dev/null 2>&1 && return 0
+    # Debian puts the broker in /usr/sbin, not on a user's PATH; Homebrew in its sbin.
+    for d in /usr/sbin /usr/local/sbin /opt/homebrew/sbin; do
+        [[ -x "$d/$1" ]] && return 0
+    done
+    return 1
+}
+
+as_root() {
+    if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo -n "$@"; fi
+}
+
+test_tools() {
+    local missing="" log failed p
+    have_tool mosquitto || missing="mosquitto"
+    have_tool openssl || missing="${missing:+$missing }openssl"
+    [[ -z "$missing" ]] && return 0
+    if [[ "$(uname -s)" == Darwin ]]; then
+        say "the MQTT tests need $missing: brew install $missing"
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        say "the MQTT tests need $missing: install it with your package manager"
+        return 0
+    fi
+    if [[ "$(id -u)" != 0 ]] && ! { command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; }; then
+        say "the MQTT tests need $missing: sudo apt-get install -y --no-install-recommends $missing"
+        return 0
+    fi
+    mkdir -p "$cache_root"
+    log="$cache_root/test-tools-install.log"
+    failed="$cache_root/test-tools-failed"
+    # After a failure (offline, broken apt), retry once an hour, not on every ./run.
+    if [[ -f "$failed" && -n "$(find "$failed" -mmin -60 2>/dev/null)" ]]; then
+        say "the MQTT tests need $missing (installing failed less than an hour ago, see $log)"
+        return 0
+    fi
+    say "installing $missing (Debian packages, for the MQTT tests), log: $log"
+    # stdin and all output away from the caller's terminal or pipe: a service
+    # the package starts must not hold the pipe of a `./run test | tee` open.
+    # $missing is unquoted on purpose: one word per package.
+    # shellcheck disable=SC2086
+    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        -o DPkg::Lock::Timeout=120 $missing >"$log" 2>&1 </dev/null; then
+        # A fresh image has no package lists; old ones point at files the mirror has dropped.
+        if grep -q -E 'Unable to locate package|has no installation candidate|Failed to fetch|apt-get update' "$log"; then
+            # shellcheck disable=SC2086
+            as_root apt-get -q -o DPkg::Lock::Timeout=120 update >>"$log" 2>&1 </dev/null &&
+                as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+                    -o DPkg::Lock::Timeout=120 $missing >>"$log" 2>&1 </dev/null || true
+        fi
+    fi
+    # Judge by the result, not apt's status: a package whose service failed to
+    # start leaves apt unhappy but the programs in place.
+    rm -f "$failed"
+    for p in $missing; do
+        if ! have_tool "$p"; then
+            say "could not install $p (see $log); the MQTT tests fail until it is installed"
+            : >"$failed"
+        fi
+    done
+}
+
 # ---- fast path -------------------------------------------------------------
 if up_to_date; then
+    test_tools
     exit 0
 fi
 
@@ -109,6 +190,7 @@ if command -v flock >/dev/null 2>&1; then
         flock 9
     fi
     if up_to_date; then
+        test_tools
         exit 0
     fi
 fi
@@ -414,4 +496,5 @@ rm -f "$stamp"
 (cd "$root" && "$venv/bin/python" -m pip install -q -e '.[test]' >&2) ||
     die "pip install -e '.[test]' failed (see above)"
 printf '%s\n' "$want_hash" >"$stamp"
+test_tools
 say "ready"
