@@ -46,7 +46,7 @@ def test_only_the_ftms_client_writes_to_the_treadmill():
 def test_only_the_session_runner_and_the_idle_link_execute_commands():
     # Both execute only what a governor approved: the session runner during a session, the
     # TUI's idle link (a Stop from SPACE between sessions) otherwise.
-    assert set(uses("execute")) <= {"treadmill/session.py", "tui/link.py"}
+    assert set(uses("execute")) <= {"treadmill/session.py", "treadmill/link.py"}
 
 
 def test_only_the_outbox_holds_the_mint():

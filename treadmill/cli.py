@@ -1,4 +1,4 @@
-"""The `treadmill` command line: scan, pair, devices, forget, status, programs, session,
+"""The `treadmill` command line: scan, pair, devices, forget, status, programs, session, mqtt,
 simulators.
 
 Every failure a user can cause or meet (bad address, no adapter, broken config, unknown
@@ -47,6 +47,7 @@ from treadmill.config import (
 from treadmill.errors import TreadmillError, describe_bluetooth_error
 from treadmill.events import LinkLost, StatusEvent, TelemetrySample
 from treadmill.ftms import Range
+from treadmill.mqtt.settings import MqttSettings, resolve
 from treadmill.programs import (
     Program,
     TurnAroundItem,
@@ -834,6 +835,9 @@ def require_terminal() -> None:
 @click.option("--speedup", type=Speedup(), default="1", show_default=True,
               help="With --simulate: run the simulated clock N times faster (0.1-10000, "
                    "or max).")
+@click.option("--mqtt", "broker", metavar="HOST[:PORT]", default=None,
+              help="Publish the session to this MQTT broker for Home Assistant (overrides "
+                   "[mqtt] host and port in the config; Stop and Pause only come back).")
 @click.option("--controller", type=click.Choice(["threaded", "inline"]), default="threaded",
               hidden=True,
               help="TUI: run the controller on its own thread (default) or on the UI's loop "
@@ -843,7 +847,7 @@ def require_terminal() -> None:
 def session(program_name: str | None, device: str | None, headless: bool, as_json: bool,
             auto_confirm: bool, unlock_backward_incline: bool, speedup: float | None,
             simulate: bool, sim_profile: str, sim_faults: tuple[str, ...],
-            sim_notify_hz: float | None, sim_trace: str | None,
+            sim_notify_hz: float | None, sim_trace: str | None, broker: str | None = None,
             controller: str = "threaded") -> None:
     """Run a guided session (the TUI; --headless for a terminal without one).
 
@@ -859,6 +863,7 @@ def session(program_name: str | None, device: str | None, headless: bool, as_jso
     sim_options = _sim_options(sim_profile, sim_faults, sim_notify_hz, sim_trace)
     config = load_config()
     safety = safety_config_for(config.safety, unlock_backward_incline)
+    mqtt = resolve(config.mqtt, broker, config_path())
     if not headless:
         require_terminal()
         from tui.app import run_tui
@@ -870,7 +875,7 @@ def session(program_name: str | None, device: str | None, headless: bool, as_jso
         # options are checked here, before the TUI takes the terminal.
         run_tui(program_name=program_name, device=device, simulate=simulate, safety=safety,
                 simulator=simulator_factory(sim_options), loop_factory=loop_factory(tui_factor),
-                controller="inline" if controller == "inline" else "threaded")
+                controller="inline" if controller == "inline" else "threaded", mqtt=mqtt)
         return
     program = find_program(program_name or "taster")
     validate(program, safety)
@@ -882,7 +887,7 @@ def session(program_name: str | None, device: str | None, headless: bool, as_jso
     keyboard = HeadlessInput(printer.prompt)
     confirm = simulated_person_turns if auto_confirm else keyboard.confirm
     result = run_async(_headless_session(client, sim, program, safety, confirm, printer,
-                                         keyboard), speedup=factor)
+                                         keyboard, mqtt), speedup=factor)
     if printer.closed:
         raise OutputClosed()
     if result.reason not in (EndReason.COMPLETED, EndReason.USER_STOP) or not result.belt_still:
@@ -962,7 +967,8 @@ class HeadlessPrinter:
 
 async def _headless_session(client: FtmsClient, sim: Any, program: Program,
                             safety: SafetyConfig, confirm: Any, printer: HeadlessPrinter,
-                            keyboard: HeadlessInput) -> SessionResult:
+                            keyboard: HeadlessInput,
+                            mqtt: MqttSettings | None = None) -> SessionResult:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -1003,10 +1009,13 @@ async def _headless_session(client: FtmsClient, sim: Any, program: Program,
         printer(event)
         keyboard.on_event(event)
 
+    bridge = None
     try:
         async with client:
             runner = SessionRunner(client, program, config=safety, confirm=confirm,
                                    on_event=on_event)
+            if mqtt is not None:
+                bridge = _attach_bridge(mqtt, client, runner, printer)
             keyboard.start(runner)
             try:
                 result = await runner.run()
@@ -1027,6 +1036,8 @@ async def _headless_session(client: FtmsClient, sim: Any, program: Program,
         for sig in installed:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
+        if bridge is not None:
+            await asyncio.to_thread(bridge.close)  # the dashboard says "offline", briefly
         if sim is not None:
             sim.close()
     if not printer.as_json:
@@ -1037,6 +1048,65 @@ async def _headless_session(client: FtmsClient, sim: Any, program: Program,
         if not result.belt_still:
             printer.echo(f"The belt was not seen to stop: {ACTIONABLE} now.", err=True)
     return result
+
+
+def _attach_bridge(settings: MqttSettings, client: FtmsClient, runner: SessionRunner,
+                   printer: HeadlessPrinter) -> Any:
+    """The MQTT bridge for a headless session; its one-line state goes to stderr."""
+    from treadmill.mqtt.attach import RemoteTarget, attach, identity, start_bridge
+
+    loop = asyncio.get_running_loop()
+    target = RemoteTarget()
+
+    def say(line: str) -> None:
+        loop.call_soon_threadsafe(functools.partial(printer.echo, line, err=True))
+
+    bridge = start_bridge(settings, identity(client.info, client.address), target, loop,
+                          on_status=lambda status: say(status.line()),
+                          on_refused=lambda reason: say(f"MQTT: refused: {reason}"))
+    attach(bridge, runner, target)
+    return bridge
+
+
+# ---- mqtt --------------------------------------------------------------------------------------
+
+
+@main.command("mqtt")
+@click.option("--device", metavar="ADDRESS", help="Treadmill address (default: the paired one).")
+@click.option("--mqtt", "broker", metavar="HOST[:PORT]", default=None,
+              help="The MQTT broker (overrides [mqtt] host and port in the config).")
+@simulator_options
+@user_errors
+def mqtt_command(device: str | None, broker: str | None, simulate: bool, sim_profile: str,
+                 sim_faults: tuple[str, ...], sim_notify_hz: float | None,
+                 sim_trace: str | None) -> None:
+    """Keep the Home Assistant bridge up between sessions, until Ctrl-C.
+
+    The dashboard shows the treadmill online, the belt's speed and the link; its Stop button
+    stops a belt started at the console. Sessions (`treadmill session --mqtt ...`) publish
+    the same device while they run.
+    """
+    from treadmill.mqtt.standalone import bridge_between_sessions
+
+    config = load_config()
+    settings = resolve(config.mqtt, broker, config_path())
+    if settings is None:
+        raise ConfigError(f"no MQTT broker: pass --mqtt HOST, or add an [mqtt] table with "
+                          f"host = \"...\" to {config_path()}")
+    safety = safety_config_for(config.safety, False)
+    client, sim = open_client(simulate=simulate, device=device, config=config,
+                              sim_options=_sim_options(sim_profile, sim_faults, sim_notify_hz,
+                                                       sim_trace))
+
+    def say(text: str) -> None:
+        click.echo(text, err=True)
+
+    try:
+        run_async(bridge_between_sessions(client, settings, safety, say,
+                                          label=client.address, simulated=sim is not None))
+    finally:
+        if sim is not None:
+            sim.close()
 
 
 class SessionInterrupted(TreadmillError):

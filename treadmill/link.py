@@ -1,6 +1,7 @@
 """The connected treadmill between sessions: the client, its idle event pump, the idle stop.
 
-It lives on the controller's loop (tui/controller.py); the screens only read its attributes.
+It lives on the controller's loop (the TUI's tui/controller.py, or `treadmill mqtt`); front ends
+only read its attributes.
 
 During a session the `SessionRunner` owns the client's event stream and the stop path. Between
 sessions (device screen, program picker) this object does both, so that:
@@ -20,7 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from safety import ApprovedCommand, EmergencyStop, Governor, SafetyConfig, StopCmd
+from safety import ApprovedCommand, EmergencyStop, Governor, SafetyConfig, Source, StopCmd
 from treadmill.client import DeviceInfo, FtmsClient
 from treadmill.errors import TreadmillError
 from treadmill.events import LinkLost, TelemetrySample
@@ -64,8 +65,10 @@ class TreadmillLink:
         self._pump: asyncio.Task[None] | None = None
         self._stop_tasks: set[asyncio.Task[None]] = set()
         self.lost = False
-        # Called (cheaply, from the pump) for every sample between sessions.
+        # Called (cheaply, from the pump) for every sample between sessions: the screen's feed,
+        # and each extra listener (the MQTT bridge).
         self.on_sample: Callable[[TelemetrySample], None] | None = None
+        self.sample_listeners: list[Callable[[TelemetrySample], None]] = []
 
     @property
     def address(self) -> str:
@@ -121,6 +124,8 @@ class TreadmillLink:
                 self.last_sample = event
                 if self.on_sample is not None:
                     self.on_sample(event)
+                for listener in self.sample_listeners:
+                    listener(event)
             elif isinstance(event, LinkLost):
                 self.lost = True
                 self._pump = None
@@ -133,14 +138,17 @@ class TreadmillLink:
 
     # ---- the idle stop path ---------------------------------------------------------------
 
-    def emergency_stop(self) -> asyncio.Task[None] | None:
+    def emergency_stop(self, source: Source = Source.KEYBOARD,
+                       t: float | None = None) -> asyncio.Task[None] | None:
         """Stop now. Synchronous: the write is scheduled before this returns. None when there
-        is no way to reach the treadmill (not connected, or no governor for this machine)."""
+        is no way to reach the treadmill (not connected, or no governor for this machine).
+        A remote Stop carries its own time `t`: the governor drops it when it is stale."""
         if self._governor is None or not self.connected:
             return None
         loop = asyncio.get_running_loop()
         task = None
-        for output in self._governor.handle(EmergencyStop(loop.time())):
+        request = EmergencyStop(loop.time() if t is None else t, source=source)
+        for output in self._governor.handle(request):
             if isinstance(output, ApprovedCommand) and isinstance(output.command, StopCmd):
                 task = loop.create_task(self._write_stop(output), name="idle-stop")
                 self._stop_tasks.add(task)

@@ -42,14 +42,19 @@ from safety import SafetyConfig
 from safety.wording import ACTIONABLE
 from treadmill.config import Config, load_config, normalize_address
 from treadmill.errors import TreadmillError, describe_bluetooth_error
+from treadmill.link import STOP_WAIT_S, TreadmillLink
+from treadmill.mqtt.bridge import BridgeState
+from treadmill.mqtt.settings import MqttSettings
 from treadmill.programs import Program, ProgramError, catalogue, find_program
+from tui import heap
 from tui.controller import Controller
 from tui.driver import stop_sent
 from tui.host import CLOSE_TIMEOUT_S, ControllerHost, LoopFactory, Mode
-from tui.link import STOP_WAIT_S, TreadmillLink
 from tui.messages import (
     ConnectTo,
     LinkDown,
+    MqttRefused,
+    MqttState,
     ShowDevices,
     ShowPrograms,
     StartProgram,
@@ -62,6 +67,7 @@ from tui.screens.picker import ProgramPicker
 from tui.screens.session import SessionScreen
 from tui.targets import SimulatedDevice, SimulatorFactory, Target
 from tui.text import one_line
+from tui.widgets.top_bar import TopBar
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +124,7 @@ class TreadmillApp(App[None]):
         real_time: bool = True,
         controller: Mode = "inline",
         loop_factory: LoopFactory | None = None,
+        mqtt: MqttSettings | None = None,
     ) -> None:
         """`controller`: "threaded" gives the controller its own thread and loop (built by
         `loop_factory`; `run_tui` does this), "inline" runs it on this app's loop (tests on
@@ -136,7 +143,10 @@ class TreadmillApp(App[None]):
         self.auto_connect = auto_connect
         self.scan_timeout_s = scan_timeout_s
         self.real_time = real_time  # False on a simulated clock: no real Bluetooth then
-        self.core = Controller(safety=self.safety, simulator=simulator, post=self.post_message)
+        self.core = Controller(safety=self.safety, simulator=simulator, post=self.post_message,
+                               mqtt=mqtt)
+        self.mqtt_line = ""  # the top bar's MQTT badge ("" without a bridge)
+        self._mqtt_said = ""  # the last MQTT trouble notified (said once, not every retry)
         self.host = ControllerHost(self.core, mode=controller, loop_factory=loop_factory)
         self.checklist_acknowledged = False
         self.program_problems: list[str] = []
@@ -185,6 +195,7 @@ class TreadmillApp(App[None]):
                 self.notify(one_line(exc), title="No simulator", severity="error",
                             markup=False, timeout=10)
         self.push_screen(DeviceScreen())
+        self.call_after_refresh(heap.settle)  # nothing moves yet: the start-up heap is kept
         for problem in self.program_problems:
             self.notify(one_line(problem), severity="warning", markup=False)
         target = self.initial_target()
@@ -353,6 +364,8 @@ class TreadmillApp(App[None]):
     def show_programs(self) -> None:
         self.show_devices()
         self.push_screen(ProgramPicker())
+        if not self.core.session_active:
+            self.call_after_refresh(heap.settle)  # between sessions: the one full collection
 
     def on_show_devices(self, message: ShowDevices) -> None:
         self.show_devices()
@@ -397,6 +410,26 @@ class TreadmillApp(App[None]):
             if isinstance(screen, DeviceScreen):
                 screen.set_status(text)
 
+    def on_mqtt_state(self, message: MqttState) -> None:
+        status = message.status
+        self.mqtt_line = status.badge()
+        for screen in self.screen_stack:
+            for bar in screen.query(TopBar):
+                bar.mqtt = self.mqtt_line
+        if status.state is BridgeState.DOWN:
+            reason = status.detail.split("; retrying")[0]
+            if reason != self._mqtt_said:
+                self._mqtt_said = reason
+                self.notify(f"{reason}. The session is not affected; the app keeps trying.",
+                            title="MQTT", severity="warning", markup=False, timeout=8)
+        elif status.state is BridgeState.CONNECTED and self._mqtt_said:
+            self._mqtt_said = ""
+            self.notify(status.line(), title="MQTT", markup=False)
+
+    def on_mqtt_refused(self, message: MqttRefused) -> None:
+        self.notify(f"Refused: {one_line(message.reason)}", title="MQTT", severity="warning",
+                    markup=False)
+
     def on_link_down(self, message: LinkDown) -> None:
         if message.reason == "closed":
             return
@@ -426,6 +459,7 @@ class TreadmillApp(App[None]):
                 return
             self.checklist_acknowledged = self.checklist_acknowledged or program.backward_s > 0
             self.push_screen(SessionScreen(program, link, self.safety, host=self.host))
+            self.call_after_refresh(heap.freeze)  # the session's screen lives till its end
 
         if program.backward_s > 0 and not self.checklist_acknowledged:
             self.push_screen(ChecklistScreen(required=True), go)
@@ -442,6 +476,7 @@ def run_tui(
     simulator: SimulatorFactory | None = None,
     loop_factory: LoopFactory | None = None,
     controller: Mode = "threaded",
+    mqtt: MqttSettings | None = None,
 ) -> None:
     """Open the TUI (blocking until the person quits). The composition root (the CLI) passes
     what it chose: `simulator` builds the built-in simulator, `loop_factory` the event loops
@@ -459,7 +494,7 @@ def run_tui(
     app = TreadmillApp(program_name=program_name, device=device, simulate=simulate,
                        safety=safety, simulator=simulator, config=config,
                        real_time=loop_factory is None, controller=controller,
-                       loop_factory=loop_factory)
+                       loop_factory=loop_factory, mqtt=mqtt)
     try:
         if loop_factory is None or controller == "threaded":
             # Threaded, the app's loop paces nothing but the screen: human (wall-clock) time,

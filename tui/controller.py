@@ -18,16 +18,21 @@ from typing import Any
 
 from textual.message import Message
 
-from safety import SafetyConfig
+from safety import SafetyConfig, Source
 from treadmill import session_events as ev
 from treadmill.client import FtmsClient
 from treadmill.errors import TreadmillError
+from treadmill.events import TelemetrySample
+from treadmill.link import STOP_WAIT_S, TreadmillLink
+from treadmill.mqtt.attach import RemoteTarget, attach, detach, identity, start_bridge
+from treadmill.mqtt.bridge import BridgeStatus, MqttBridge
+from treadmill.mqtt.commands import RemoteCommand
+from treadmill.mqtt.settings import MqttSettings
 from treadmill.programs import Program
 from treadmill.scan import FoundTreadmill, scan
 from treadmill.session import SessionEvent, SessionResult, SessionRunner
 from tui.feed import SessionFeed
-from tui.link import STOP_WAIT_S, TreadmillLink
-from tui.messages import LinkDown, StopDone, WatchdogStop
+from tui.messages import LinkDown, MqttRefused, MqttState, StopDone, WatchdogStop
 from tui.targets import SimulatedDevice, SimulatorFactory, Target
 
 log = logging.getLogger(__name__)
@@ -45,8 +50,12 @@ class Controller:
         safety: SafetyConfig,
         simulator: SimulatorFactory | None = None,
         post: Callable[[Message], object] = lambda message: None,
+        mqtt: MqttSettings | None = None,
     ) -> None:
         self.safety = safety
+        self.mqtt = mqtt
+        self.bridge: MqttBridge | None = None  # one per connected treadmill, when configured
+        self._remote = RemoteTarget(idle=self._remote_between_sessions)
         self._make_simulator = simulator
         self.post = post
         self.sim: SimulatedDevice | None = None
@@ -159,7 +168,7 @@ class Controller:
             client = FtmsClient(target.device or target.address)
         link = TreadmillLink(
             client, safety=self.safety, simulated=target.simulated, label=target.name,
-            on_link_lost=lambda reason: self.post(LinkDown(reason)),
+            on_link_lost=lambda reason: self._link_lost(reason),
             on_stop_outcome=lambda outcome: self.post(StopDone(outcome)),
         )
         try:
@@ -169,12 +178,52 @@ class Controller:
                 await client.disconnect()
             raise
         self.link = link
+        if self.mqtt is not None:
+            self._start_bridge(link, self.mqtt)
         return link
 
     async def disconnect(self) -> None:
         link, self.link = self.link, None
+        bridge, self.bridge = self.bridge, None
+        if bridge is not None:
+            bridge.set_link(False)
+            await asyncio.to_thread(bridge.close)  # bounded: "offline" goes out, briefly
         if link is not None:
             await link.close()
+
+    # ---- MQTT (its own thread: nothing here waits for the broker) ---------------------------
+
+    def _start_bridge(self, link: TreadmillLink, settings: MqttSettings) -> None:
+        bridge = start_bridge(settings, identity(link.info, link.address), self._remote,
+                              asyncio.get_running_loop(),
+                              on_status=lambda status: self.post(MqttState(status)),
+                              on_refused=lambda reason: self.post(MqttRefused(reason)))
+
+        def on_sample(sample: TelemetrySample) -> None:
+            bridge.idle_sample(sample.speed_kmh, sample.incline_pct)
+
+        link.sample_listeners.append(on_sample)
+        bridge.set_link(True)
+        self.bridge = bridge
+
+    def _link_lost(self, reason: str) -> None:
+        if self.bridge is not None:
+            self.bridge.set_link(False)
+        self.post(LinkDown(reason))
+
+    def _remote_between_sessions(self, command: RemoteCommand, age_s: float) -> None:
+        if command.kind != "stop":
+            self.post(MqttRefused(f"{command.kind}: no session is running"))
+            return
+        if self.starting:
+            self._abort_start = True  # a session about to start never will
+        if self.link is not None:
+            loop = asyncio.get_running_loop()
+            self.link.emergency_stop(Source.REMOTE, loop.time() - age_s)
+
+    @property
+    def mqtt_status(self) -> BridgeStatus | None:
+        return self.bridge.status if self.bridge is not None else None
 
     # ---- sessions -----------------------------------------------------------------------------
 
@@ -198,6 +247,8 @@ class Controller:
                                    on_event=self._forward(feed, link))
             feed.runner = runner
             self.runner = runner
+            if self.bridge is not None:
+                attach(self.bridge, runner, self._remote)
         finally:
             self.starting = False
         try:
@@ -205,6 +256,8 @@ class Controller:
         finally:
             if self.runner is runner:
                 self.runner = None
+            if self.bridge is not None and self._remote.runner is runner:
+                detach(self.bridge, self._remote)
             if link.connected:
                 link.on_sample = feed.on_idle_sample
                 link.start_pump()

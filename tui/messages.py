@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from treadmill.link import StopOutcome
+from treadmill.mqtt.bridge import BridgeStatus
 from treadmill.programs import Program
-from tui.link import StopOutcome
 from tui.targets import Target
 
 
@@ -51,6 +52,22 @@ class StopDone(Message):
     def __init__(self, outcome: StopOutcome) -> None:
         super().__init__()
         self.outcome = outcome
+
+
+class MqttState(Message):
+    """The MQTT bridge connected, is connecting, or is down (and why)."""
+
+    def __init__(self, status: BridgeStatus) -> None:
+        super().__init__()
+        self.status = status
+
+
+class MqttRefused(Message):
+    """A remote command from MQTT was refused (only Stop and Pause, only fresh ones)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
 
 
 class WatchdogStop(Message):

@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
     from safety import SafetyConfig
     from treadmill.config import Config
+    from treadmill.link import TreadmillLink
     from treadmill.programs import Program
     from tui.host import ControllerHost
-    from tui.link import TreadmillLink
     from tui.targets import SimulatedDevice
 
 

@@ -55,8 +55,8 @@ if TYPE_CHECKING:
     from textual.app import App
     from textual.worker import Worker
 
+    from treadmill.link import TreadmillLink
     from tui.host import ControllerHost
-    from tui.link import TreadmillLink
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The line at the top of every screen: where you are, which treadmill, and SIMULATED."""
+"""The line at the top of every screen: where you are, which treadmill, SIMULATED, and the
+MQTT bridge's state when there is one."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ class TopBar(Horizontal):
     title: reactive[str] = reactive("")
     device: reactive[str] = reactive("")
     simulated: reactive[bool] = reactive(False)
+    mqtt: reactive[str] = reactive("")  # "" when no bridge is configured
 
     def __init__(self, title: str = "", *, device: str = "", simulated: bool = False,
                  id: str | None = None) -> None:
@@ -25,11 +27,21 @@ class TopBar(Horizontal):
     def compose(self) -> ComposeResult:
         yield Static(self.title, id="top-title", markup=False)
         yield Static(self.device, id="top-device", markup=False)
+        yield Static(self.mqtt, id="top-mqtt", markup=False)
         yield Static(" SIMULATED ", id="top-sim")
         yield Static(" SPACE = STOP ", id="top-stop")
 
     def on_mount(self) -> None:
         self.query_one("#top-sim").display = self.simulated
+        self.mqtt = getattr(self.app, "mqtt_line", "")
+        self.query_one("#top-mqtt").display = bool(self.mqtt)
+
+    def watch_mqtt(self, value: str) -> None:
+        if self.is_mounted:
+            mqtt = self.query_one("#top-mqtt", Static)
+            mqtt.update(value)
+            mqtt.display = bool(value)
+            mqtt.set_class(not value.startswith("MQTT ok"), "-down")
 
     def watch_title(self, value: str) -> None:
         if self.is_mounted:
