@@ -27,8 +27,11 @@ app's `on_event` (so it leaves out the terminal, the key parsing and the app's m
 What it leaves out: the radio. The end point is the backend receiving the Stop; on real
 hardware one BLE connection interval (7.5-50 ms) comes on top before the treadmill has it.
 
+`--mqtt-stalled` runs with the MQTT bridge on (`--mqtt`, a private mosquitto from
+tests/mosquitto.py) and that broker stalled (SIGSTOP) once the bridge is connected.
+
 Target: p99 <= 5 ms and max <= 10 ms, idle and loaded. Run: `./run bench estop_latency`
-(options: --presses N, --speedup N, --compare-inline, --in-app).
+(options: --presses N, --speedup N, --compare-inline, --mqtt-stalled, --in-app).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,7 +121,7 @@ class Trace:
 
 
 def pty_run(label: str, presses: int, speedup: float, controller: str,
-            folder: Path) -> Result:
+            folder: Path, mqtt: list[str] | None = None) -> Result:
     result = Result(label)
     program = folder / "stop-bench.toml"
     program.write_text(PROGRAM, encoding="utf-8")
@@ -126,7 +130,7 @@ def pty_run(label: str, presses: int, speedup: float, controller: str,
                         "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
     term = Terminal([TREADMILL, "session", str(program), "--simulate", "--sim-notify-hz", "10",
                      "--speedup", f"{speedup:g}", "--sim-trace", str(trace_path),
-                     "--controller", controller], env)
+                     "--controller", controller, *(mqtt or [])], env)
     trace = Trace(trace_path)
     try:
         term.wait_for(b"Enter starts")
@@ -257,6 +261,37 @@ async def in_app(presses: int) -> Result:
     return result
 
 
+# ---- with the MQTT bridge on and its broker stalled ------------------------------------------
+
+
+def mqtt_stalled_runs(presses: int, speedup: float) -> list[Result]:
+    """The bridge connects, then its broker stops answering (SIGSTOP) while TCP stays open:
+    publishes hang on the bridge's own thread; the stop path must not notice."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from mosquitto import Broker  # the tests' private broker
+
+    results = []
+    with tempfile.TemporaryDirectory() as folder, Broker(Path(folder) / "broker") as broker:
+        config = Path(folder) / "config"
+        config.mkdir()
+        (config / "config.toml").write_text(
+            f'[mqtt]\nusername = "{broker.username}"\npassword = "{broker.password}"\n',
+            encoding="utf-8")
+        mqtt = ["--mqtt", f"{broker.host}:{broker.port}"]
+        stall = threading.Timer(3.0, broker.stall)  # once the bridge is connected
+        stall.start()
+        try:
+            results.append(pty_run("MQTT on, broker stalled, idle", presses, speedup,
+                                   "threaded", Path(folder), mqtt))
+            with cpu_hog():
+                results.append(pty_run("MQTT on, broker stalled, CPU hog", presses, speedup,
+                                       "threaded", Path(folder), mqtt))
+        finally:
+            stall.cancel()
+            broker.resume()
+    return results
+
+
 # ---- main ---------------------------------------------------------------------------------------
 
 
@@ -267,6 +302,9 @@ def main() -> None:
     parser.add_argument("--speedup", type=float, default=10.0)
     parser.add_argument("--compare-inline", action="store_true",
                         help="also measure the old architecture (controller on the UI's loop)")
+    parser.add_argument("--mqtt-stalled", action="store_true",
+                        help="with the MQTT bridge on, its broker (a private mosquitto, "
+                             "tests/mosquitto.py) stalled for the whole run")
     parser.add_argument("--in-app", action="store_true",
                         help="only the old in-process measurement (headless, key at on_event)")
     args = parser.parse_args()
@@ -274,6 +312,8 @@ def main() -> None:
     started = time.monotonic()
     if args.in_app:
         results.append(asyncio.run(in_app(args.presses)))
+    elif args.mqtt_stalled:
+        results += mqtt_stalled_runs(args.presses, args.speedup)
     else:
         controllers = ["threaded", "inline"] if args.compare_inline else ["threaded"]
         with tempfile.TemporaryDirectory() as folder:

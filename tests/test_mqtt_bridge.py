@@ -192,6 +192,7 @@ async def test_a_session_appears_in_home_assistant_with_its_states(tmp_path, bro
     states = board.states()
     assert all(set(s) >= STATE_KEYS for s in states)
     assert {s["session_state"] for s in states} >= {"running"}
+    assert states[-1]["session_state"] == "ended"  # the last word is kept, not rate-limited away
     assert board.on("/availability")[0] == b"online"
     # at most 2 Hz (and a little slack for the first and last)
     assert len(states) <= 2 * 14 + 4

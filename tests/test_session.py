@@ -13,7 +13,7 @@ from treadmill import ftms
 from treadmill.client import FtmsClient
 from treadmill.errors import TreadmillError
 from treadmill.programs import Program, ProgramError, Step, builtin_programs, validate
-from treadmill.session import SessionEvent, SessionRunner, machine_limits
+from treadmill.session import SessionDistance, SessionEvent, SessionRunner, machine_limits
 
 F, B = Orientation.FORWARD, Orientation.BACKWARD
 
@@ -448,3 +448,10 @@ async def test_a_stuck_front_end_has_a_bounded_queue_that_keeps_every_alarm():
     assert len(queued) <= MAX_QUEUED + 1
     assert len([e for e in queued if isinstance(e, AlarmRaised)]) == 20
     await bus.close()
+
+
+def test_the_session_distance_survives_the_machine_counting_again_from_zero():
+    distance = SessionDistance()
+    assert distance.add(None) is None and distance.total is None
+    assert [distance.add(m) for m in (0, 40, 90, 0, 15, None, 60)] == [0, 40, 90, 90, 105, 105, 150]
+    assert distance.total == 150

@@ -1037,7 +1037,7 @@ async def _headless_session(client: FtmsClient, sim: Any, program: Program,
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
         if bridge is not None:
-            await asyncio.to_thread(bridge.close)  # the dashboard says "offline", briefly
+            await bridge.aclose()  # the dashboard says "offline" (bounded)
         if sim is not None:
             sim.close()
     if not printer.as_json:
@@ -1054,15 +1054,22 @@ def _attach_bridge(settings: MqttSettings, client: FtmsClient, runner: SessionRu
                    printer: HeadlessPrinter) -> Any:
     """The MQTT bridge for a headless session; its one-line state goes to stderr."""
     from treadmill.mqtt.attach import RemoteTarget, attach, identity, start_bridge
+    from treadmill.mqtt.bridge import BridgeStatus, StatusNews
 
     loop = asyncio.get_running_loop()
     target = RemoteTarget()
+    news = StatusNews()
 
     def say(line: str) -> None:
         loop.call_soon_threadsafe(functools.partial(printer.echo, line, err=True))
 
+    def on_status(status: BridgeStatus) -> None:
+        line = news(status)
+        if line is not None:
+            say(line)
+
     bridge = start_bridge(settings, identity(client.info, client.address), target, loop,
-                          on_status=lambda status: say(status.line()),
+                          on_status=on_status,
                           on_refused=lambda reason: say(f"MQTT: refused: {reason}"))
     attach(bridge, runner, target)
     return bridge

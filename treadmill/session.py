@@ -117,6 +117,28 @@ def machine_limits(client: FtmsClient) -> MachineLimits:
 Confirmer = Callable[[Orientation], Awaitable[None]]
 
 
+class SessionDistance:
+    """The session's distance from the treadmill's total: many machines count a new workout
+    (from 0) after every Stop, and a session stops at each turn-around."""
+
+    def __init__(self) -> None:
+        self._before = 0  # metres counted before the machine's counter last went back
+        self._last: int | None = None
+
+    def add(self, reported: int | None) -> int | None:
+        """The session's distance with this reading (None while the machine reports none)."""
+        if reported is None:
+            return self.total
+        if self._last is not None and reported < self._last:
+            self._before += self._last  # the counter restarted
+        self._last = reported
+        return self._before + reported
+
+    @property
+    def total(self) -> int | None:
+        return None if self._last is None else self._before + self._last
+
+
 class SessionRunner:
     """Runs one program on one connected client. Keys and remote requests go through
     `submit()`; `emergency_stop()` is the fast path and never waits for anything."""
@@ -152,6 +174,7 @@ class SessionRunner:
         self.current_step: WalkItem | None = None
         self.step_remaining_s = 0.0
         self._finished = False
+        self._distance = SessionDistance()
 
     # ---- what the UI calls -----------------------------------------------------------------
 
@@ -265,6 +288,7 @@ class SessionRunner:
             match event:
                 case TelemetrySample():
                     self.last_sample = event
+                    distance = self._distance.add(event.distance_m)
                     self._handle(Telemetry(event.t, event.speed_kmh, event.incline_pct,
                                            event.heart_rate_bpm))
                     assert self.governor is not None
@@ -275,7 +299,7 @@ class SessionRunner:
                         if event.incline_pct is not None
                         else self.governor.commanded_incline_pct,
                         incline_reported=event.incline_pct is not None,
-                        distance_m=event.distance_m,
+                        distance_m=distance,
                         heart_rate_bpm=event.heart_rate_bpm,
                         orientation=str(self.governor.orientation),
                     ))
@@ -479,7 +503,7 @@ class SessionRunner:
             reason=final,
             message=ended.message,
             duration_s=self.session_time(),
-            distance_m=self.last_sample.distance_m if self.last_sample else None,
+            distance_m=self._distance.total,
             backward_s=self.governor.backward_total_s,
             belt_still=still,
         )

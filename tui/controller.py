@@ -187,7 +187,7 @@ class Controller:
         bridge, self.bridge = self.bridge, None
         if bridge is not None:
             bridge.set_link(False)
-            await asyncio.to_thread(bridge.close)  # bounded: "offline" goes out, briefly
+            await bridge.aclose()  # bounded: "offline" goes out, briefly
         if link is not None:
             await link.close()
 

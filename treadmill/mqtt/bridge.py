@@ -74,6 +74,33 @@ class BridgeStatus:
                 BridgeState.DOWN: "MQTT down"}.get(self.state, "")
 
 
+class StatusNews:
+    """Which bridge states are worth a line: connected, a new reason for being down (not
+    every retry), and the end."""
+
+    def __init__(self) -> None:
+        self._reason: str | None = None
+        self._connected = False
+
+    def __call__(self, status: BridgeStatus) -> str | None:
+        match status.state:
+            case BridgeState.CONNECTED:
+                self._reason = None
+                self._connected = True
+                return status.line()
+            case BridgeState.DOWN:
+                reason = status.detail.split("; retrying")[0]
+                if reason == self._reason:
+                    return None
+                self._reason = reason
+                return (f"MQTT: {reason}. The session is not affected; retrying every "
+                        f"{BACKOFF_FIRST_S:g}-{BACKOFF_MAX_S:g} s")
+            case BridgeState.CLOSED:
+                return status.line() if self._connected else None
+            case _:
+                return None
+
+
 @dataclass(frozen=True)
 class DeviceIdentity:
     """The treadmill as the dashboard names it."""
@@ -144,14 +171,29 @@ class MqttBridge:
     def session_closed(self) -> None:
         self._post(self._dashboard.session_closed)
 
-    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
-        """Say "offline" (briefly) and end the thread; never hangs the caller for long."""
+    def close_soon(self) -> None:
+        """Ask the bridge to say "offline" and end; returns at once. (A process that exits
+        before it has leaves its last will, "offline", behind all the same.)"""
         loop, closing = self._loop, self._closing
         if loop is not None and closing is not None:
             with contextlib.suppress(RuntimeError):  # the loop has already ended
                 loop.call_soon_threadsafe(closing.set)
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """close_soon(), then wait (at most `timeout` + 1 s) for the thread to end."""
+        self.close_soon()
         if self._thread is not None:
             self._thread.join(timeout + 1.0)
+
+    async def aclose(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """close() for a coroutine: waits by the wall clock (the caller's loop may run on a
+        simulated one), without an executor thread."""
+        self.close_soon()
+        deadline = time.monotonic() + timeout + 1.0
+        while self._thread is not None and self._thread.is_alive():
+            if time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.02)
 
     def _post(self, change: Callable[..., bool], *args: Any) -> None:
         loop = self._loop
@@ -262,11 +304,14 @@ class MqttBridge:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
         if self._closing.is_set():
-            # A clean disconnect sends no last will: say it ourselves (briefly).
+            # The last state (a change may be held back by the 2 Hz limit: "ended" must not be
+            # lost), then "offline": a clean disconnect sends no last will.
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                await asyncio.wait_for(self._publish_state(client), CLOSE_TIMEOUT_S / 2)
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 await asyncio.wait_for(
                     client.publish(topics.availability, "offline", qos=1, retain=True),
-                    CLOSE_TIMEOUT_S)
+                    CLOSE_TIMEOUT_S / 2)
 
     async def _read(self, client: aiomqtt.Client) -> None:
         topics = self.topics
@@ -342,7 +387,8 @@ def describe_mqtt_error(exc: BaseException, settings: MqttSettings) -> str:
         return (f"the broker at {where} refused the username or password: check [mqtt] "
                 "username and password")
     if isinstance(exc, ConnectionRefusedError) or "refused" in lowered:
-        return f"no MQTT broker at {where} (connection refused): is it running?"
+        return (f"no MQTT broker at {where} (connection refused): start it, or check "
+                "[mqtt] host and port")
     if isinstance(exc, TimeoutError) or "timed out" in lowered or "timeout" in lowered:
         return f"the broker at {where} does not answer (timed out)"
     if isinstance(exc, OSError) and "name or service not known" in lowered:

@@ -16,7 +16,7 @@ from treadmill.errors import TreadmillError
 from treadmill.events import TelemetrySample
 from treadmill.link import TreadmillLink
 from treadmill.mqtt.attach import RemoteTarget, identity, start_bridge
-from treadmill.mqtt.bridge import BridgeStatus, MqttBridge
+from treadmill.mqtt.bridge import BridgeStatus, MqttBridge, StatusNews
 from treadmill.mqtt.commands import RemoteCommand
 from treadmill.mqtt.settings import MqttSettings
 
@@ -54,8 +54,12 @@ async def bridge_between_sessions(client: FtmsClient, settings: MqttSettings,
         else:
             say("Stop from MQTT sent to the treadmill")
 
+    news = StatusNews()
+
     def on_status(status: BridgeStatus) -> None:
-        loop.call_soon_threadsafe(say, status.line())
+        line = news(status)
+        if line is not None:
+            loop.call_soon_threadsafe(say, line)
 
     def on_sample(sample: TelemetrySample) -> None:
         if bridge is not None:
@@ -102,5 +106,5 @@ async def bridge_between_sessions(client: FtmsClient, settings: MqttSettings,
                 loop.remove_signal_handler(sig)
         if bridge is not None:
             bridge.set_link(False)
-            await asyncio.to_thread(bridge.close)
+            await bridge.aclose()
         await link.close()
