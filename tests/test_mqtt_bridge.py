@@ -158,6 +158,15 @@ async def belt_moving(trace: Path, process: subprocess.Popen, kmh: float = 2.0) 
         await asyncio.sleep(0.05)
 
 
+async def walking(board: Dashboard, tmp_path: Path, env: dict[str, str],
+                  b: Broker) -> tuple[subprocess.Popen, Path]:
+    """A session published to `b`: once the dashboard has its discovery and the belt moves."""
+    process, trace = start_session(tmp_path, env, f"{b.host}:{b.port}")
+    await board.until(lambda: board.discovery() is not None, what="discovery")
+    await belt_moving(trace, process)
+    return process, trace
+
+
 def writes(trace: Path) -> list[str]:
     return [line["write"] for line in trace_lines(trace) if "write" in line]
 
@@ -174,9 +183,7 @@ def ended(events: list[dict]) -> dict:
 async def test_a_session_appears_in_home_assistant_with_its_states(tmp_path, broker):
     env = config_for(tmp_path, broker)
     async with dashboard(broker) as board:
-        process, trace = start_session(tmp_path, env, f"{broker.host}:{broker.port}")
-        await board.until(lambda: board.discovery() is not None, what="discovery")
-        await belt_moving(trace, process)
+        process, _ = await walking(board, tmp_path, env, broker)
         await board.until(lambda: any((s.get("speed_kmh") or 0) >= 1.0 for s in board.states()),
                           what="a moving belt in the state")
         events, err = await finish(process)
@@ -201,9 +208,7 @@ async def test_a_session_appears_in_home_assistant_with_its_states(tmp_path, bro
 async def test_the_dashboard_stop_button_stops_the_belt_through_the_governor(tmp_path, broker):
     env = config_for(tmp_path, broker)
     async with dashboard(broker) as board:
-        process, trace = start_session(tmp_path, env, f"{broker.host}:{broker.port}")
-        await board.until(lambda: board.discovery() is not None, what="discovery")
-        await belt_moving(trace, process)
+        process, trace = await walking(board, tmp_path, env, broker)
         await board.publish(board.command_topic(), "STOP")
         events, _err = await finish(process)
     assert writes(trace)[-1] == STOP
@@ -217,9 +222,7 @@ async def test_the_dashboard_stop_button_stops_the_belt_through_the_governor(tmp
 async def test_pause_from_the_dashboard_pauses_and_nothing_else_is_obeyed(tmp_path, broker):
     env = config_for(tmp_path, broker)
     async with dashboard(broker) as board:
-        process, trace = start_session(tmp_path, env, f"{broker.host}:{broker.port}")
-        await board.until(lambda: board.discovery() is not None, what="discovery")
-        await belt_moving(trace, process)
+        process, trace = await walking(board, tmp_path, env, broker)
         topic = board.command_topic()
         before = len(writes(trace))
         for payload in ("START", "RESUME", '{"command": "speed", "kmh": 8}', "faster",
@@ -271,9 +274,7 @@ async def test_a_broker_that_dies_mid_session_changes_nothing_and_is_found_again
                                                                                   broker):
     env = config_for(tmp_path, broker)
     async with dashboard(broker) as board:
-        process, trace = start_session(tmp_path, env, f"{broker.host}:{broker.port}")
-        await board.until(lambda: board.discovery() is not None, what="discovery")
-        await belt_moving(trace, process)
+        process, _ = await walking(board, tmp_path, env, broker)
     broker.kill()
     await asyncio.sleep(1.5)
     broker.start()
@@ -343,9 +344,7 @@ async def test_a_stalled_broker_never_delays_the_session(tmp_path, broker):
 async def test_refusals_are_said_in_one_line_each(tmp_path, broker):
     env = config_for(tmp_path, broker)
     async with dashboard(broker) as board:
-        process, trace = start_session(tmp_path, env, f"{broker.host}:{broker.port}")
-        await board.until(lambda: board.discovery() is not None, what="discovery")
-        await belt_moving(trace, process)
+        process, _ = await walking(board, tmp_path, env, broker)
         await board.publish(board.command_topic(), "START")
         await asyncio.sleep(0.5)
         process.send_signal(signal.SIGTERM)
