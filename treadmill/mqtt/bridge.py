@@ -245,6 +245,9 @@ class MqttBridge:
                 reason = describe_mqtt_error(exc, self.settings)
             except (OSError, ssl.SSLError, ValueError) as exc:
                 reason = describe_mqtt_error(exc, self.settings)
+            except Exception as exc:  # a bug here must not end the bridge, let alone a session
+                log.exception("mqtt: the bridge failed")
+                reason = f"the bridge failed ({type(exc).__name__}: {exc}); run with --debug"
             if self._closing.is_set():
                 break
             self._set_status(BridgeState.DOWN, f"{reason}; retrying in {backoff:g} s")
