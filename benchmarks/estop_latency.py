@@ -127,6 +127,7 @@ def pty_run(label: str, presses: int, speedup: float, controller: str,
     program.write_text(PROGRAM, encoding="utf-8")
     trace_path = folder / f"trace-{controller}-{time.monotonic_ns()}.jsonl"
     env = os.environ | {"TREADMILL_CONFIG_DIR": str(folder / "config"),
+                        "TREADMILL_DATA_DIR": str(folder / "data"),  # 300 sessions: not yours
                         "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
     term = Terminal([TREADMILL, "session", str(program), "--simulate", "--sim-notify-hz", "10",
                      "--speedup", f"{speedup:g}", "--sim-trace", str(trace_path),

@@ -68,7 +68,8 @@ def whole_command(program: str, runs: int) -> list[float]:
     for _ in range(runs):
         start = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=ROOT,
-                       env=os.environ | {"TREADMILL_CONFIG_DIR": str(ROOT / ".bench-config")})
+                       env=os.environ | {"TREADMILL_CONFIG_DIR": str(ROOT / ".bench-config"),
+                                         "TREADMILL_DATA_DIR": str(ROOT / ".bench-data")})
         ratios.append(minutes / (time.perf_counter() - start))
     return ratios
 

@@ -40,7 +40,8 @@ def main() -> None:
     args = parser.parse_args()
     exe = str(Path(sys.executable).with_name("treadmill"))
     with tempfile.TemporaryDirectory() as config:
-        env = os.environ | {"TREADMILL_CONFIG_DIR": config, "TERM": "xterm-256color",
+        env = os.environ | {"TREADMILL_CONFIG_DIR": config, "TREADMILL_DATA_DIR": config,
+                            "TERM": "xterm-256color",
                             "COLUMNS": "120", "LINES": "40"}
         term = Terminal([exe, "session", "--simulate", "--sim-notify-hz", "4"], env)
         try:

@@ -85,3 +85,11 @@ async def connect(make_sim: SimFactory) -> AsyncIterator[Callable[..., Any]]:
     yield make
     for rig in rigs:
         await rig.close()
+
+
+@pytest.fixture(autouse=True)
+def private_history(tmp_path_factory: pytest.TempPathFactory,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test (and every process it starts) records sessions in a folder of its own,
+    never in the user's history."""
+    monkeypatch.setenv("TREADMILL_DATA_DIR", str(tmp_path_factory.mktemp("data")))

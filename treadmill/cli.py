@@ -1,5 +1,5 @@
 """The `treadmill` command line: scan, pair, devices, forget, status, programs, session, mqtt,
-simulators.
+history, export, simulators.
 
 Every failure a user can cause or meet (bad address, no adapter, broken config, unknown
 simulator profile) ends as one line on stderr that says what to do, and a non-zero exit code.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -838,6 +839,8 @@ def require_terminal() -> None:
 @click.option("--mqtt", "broker", metavar="HOST[:PORT]", default=None,
               help="Publish the session to this MQTT broker for Home Assistant (overrides "
                    "[mqtt] host and port in the config; Stop and Pause only come back).")
+@click.option("--no-record", is_flag=True,
+              help="Don't keep this session in the history (`treadmill history`).")
 @click.option("--controller", type=click.Choice(["threaded", "inline"]), default="threaded",
               hidden=True,
               help="TUI: run the controller on its own thread (default) or on the UI's loop "
@@ -848,7 +851,7 @@ def session(program_name: str | None, device: str | None, headless: bool, as_jso
             auto_confirm: bool, unlock_backward_incline: bool, speedup: float | None,
             simulate: bool, sim_profile: str, sim_faults: tuple[str, ...],
             sim_notify_hz: float | None, sim_trace: str | None, broker: str | None = None,
-            controller: str = "threaded") -> None:
+            no_record: bool = False, controller: str = "threaded") -> None:
     """Run a guided session (the TUI; --headless for a terminal without one).
 
     Headless, standard input answers: Enter (or "yes") confirms a turn-around, "resume"
@@ -875,7 +878,8 @@ def session(program_name: str | None, device: str | None, headless: bool, as_jso
         # options are checked here, before the TUI takes the terminal.
         run_tui(program_name=program_name, device=device, simulate=simulate, safety=safety,
                 simulator=simulator_factory(sim_options), loop_factory=loop_factory(tui_factor),
-                controller="inline" if controller == "inline" else "threaded", mqtt=mqtt)
+                controller="inline" if controller == "inline" else "threaded", mqtt=mqtt,
+                record=not no_record)
         return
     program = find_program(program_name or "taster")
     validate(program, safety)
@@ -887,7 +891,7 @@ def session(program_name: str | None, device: str | None, headless: bool, as_jso
     keyboard = HeadlessInput(printer.prompt)
     confirm = simulated_person_turns if auto_confirm else keyboard.confirm
     result = run_async(_headless_session(client, sim, program, safety, confirm, printer,
-                                         keyboard, mqtt), speedup=factor)
+                                         keyboard, mqtt, record=not no_record), speedup=factor)
     if printer.closed:
         raise OutputClosed()
     if result.reason not in (EndReason.COMPLETED, EndReason.USER_STOP) or not result.belt_still:
@@ -968,7 +972,8 @@ class HeadlessPrinter:
 async def _headless_session(client: FtmsClient, sim: Any, program: Program,
                             safety: SafetyConfig, confirm: Any, printer: HeadlessPrinter,
                             keyboard: HeadlessInput,
-                            mqtt: MqttSettings | None = None) -> SessionResult:
+                            mqtt: MqttSettings | None = None,
+                            record: bool = True) -> SessionResult:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -1010,10 +1015,13 @@ async def _headless_session(client: FtmsClient, sim: Any, program: Program,
         keyboard.on_event(event)
 
     bridge = None
+    recorder = None
     try:
         async with client:
             runner = SessionRunner(client, program, config=safety, confirm=confirm,
                                    on_event=on_event)
+            if record:
+                recorder = _attach_recorder(program, client, sim is not None, runner, printer)
             if mqtt is not None:
                 bridge = _attach_bridge(mqtt, client, runner, printer)
             keyboard.start(runner)
@@ -1038,6 +1046,8 @@ async def _headless_session(client: FtmsClient, sim: Any, program: Program,
                 loop.remove_signal_handler(sig)
         if bridge is not None:
             await bridge.aclose()  # the dashboard says "offline" (bounded)
+        if recorder is not None:
+            await recorder.aclose()  # the last samples and the summary are written (bounded)
         if sim is not None:
             sim.close()
     if not printer.as_json:
@@ -1047,7 +1057,27 @@ async def _headless_session(client: FtmsClient, sim: Any, program: Program,
                      f"{result.backward_s / 60:.1f} min backward.")
         if not result.belt_still:
             printer.echo(f"The belt was not seen to stop: {ACTIONABLE} now.", err=True)
+        if recorder is not None and recorder.session_id is not None:
+            printer.echo(f"Kept as session {recorder.session_id}: "
+                         f"`treadmill history show {recorder.session_id}`, "
+                         f"`treadmill export {recorder.session_id}`.")
     return result
+
+
+def _attach_recorder(program: Program, client: FtmsClient, simulated: bool,
+                     runner: SessionRunner, printer: HeadlessPrinter) -> Any:
+    """The session's recording (a thread of its own writes it); trouble is one line."""
+    from treadmill.history.recorder import Recorder
+
+    loop = asyncio.get_running_loop()
+    recorder = Recorder(
+        program=program.name, title=program.title,
+        device=client.info.name if client.info is not None else client.address,
+        simulated=simulated,
+        on_warning=lambda message: loop.call_soon_threadsafe(
+            functools.partial(printer.echo, message, err=True)))
+    recorder.attach(runner.bus)
+    return recorder
 
 
 def _attach_bridge(settings: MqttSettings, client: FtmsClient, runner: SessionRunner,
@@ -1122,6 +1152,159 @@ class SessionInterrupted(TreadmillError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+# ---- history and export ------------------------------------------------------------------------
+
+
+def _store() -> Any:
+    from treadmill.history.store import HistoryStore
+
+    return HistoryStore()
+
+
+def _summary_dict(summary: Any) -> dict[str, Any]:
+    return dataclasses.asdict(summary)
+
+
+def _summary_line(s: Any) -> str:
+    when = s.started_at[:16].replace("T", " ")
+    distance = f"{s.distance_m} m" if s.distance_m is not None else "- m"
+    sim = " (simulated)" if s.simulated else ""
+    return (f"{s.id:>4}  {when}  {s.program:<18} {s.duration_s / 60:5.1f} min  "
+            f"{s.backward_s / 60:4.1f} min backward  {distance:>7}  {s.end_reason or 'running'}"
+            f"{sim}")
+
+
+@main.group("history", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@user_errors
+def history(ctx: click.Context, as_json: bool) -> None:
+    """The sessions kept (newest first); `history show ID` for one of them."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with _store() as store:
+        sessions = store.sessions()
+    if as_json:
+        click.echo(to_json([_summary_dict(s) for s in sessions], indent=2))
+        return
+    if not sessions:
+        click.echo("No sessions yet: `treadmill session` records every one.")
+        return
+    for summary in sessions:
+        click.echo(_summary_line(summary))
+
+
+def _recording(store: Any, session_id: int) -> Any:
+    recording = store.recording(session_id)
+    if recording is None:
+        raise ConfigError(f"no session {session_id}: `treadmill history` lists them")
+    return recording
+
+
+@history.command("show")
+@click.argument("session_id", metavar="ID", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@user_errors
+def history_show(session_id: int, as_json: bool) -> None:
+    """One session: its summary, steps, alarms and a chart of speed and orientation."""
+    with _store() as store:
+        recording = _recording(store, session_id)
+    s = recording.summary
+    steps = [{"start_s": a, "end_s": b, **e.data} for a, b, e in recording.steps()]
+    alarms = [{"t": e.t, **e.data} for e in recording.events if e.type == "alarm"]
+    if as_json:
+        click.echo(to_json({"summary": _summary_dict(s), "steps": steps, "alarms": alarms,
+                            "samples": len(recording.samples)}, indent=2))
+        return
+    click.echo(_summary_line(s))
+    click.echo(f"  {s.title} on {s.device}; longest backward bout "
+               f"{s.longest_backward_bout_s / 60:.1f} min; {s.alarms} alarm(s)"
+               + (f"; pain {s.pain}/10" if s.pain is not None else "")
+               + (f"; effort {s.effort}/10" if s.effort is not None else ""))
+    for step in steps:
+        click.echo(f"  step {step.get('index', '?')}: {step.get('orientation', '?'):<8} "
+                   f"{step.get('speed_kmh', 0):g} km/h from {step['start_s'] / 60:.1f} min")
+    for alarm in alarms:
+        click.echo(f"  alarm at {alarm['t'] / 60:.1f} min: {alarm.get('message', '')}")
+    for line in speed_chart(recording.samples):
+        click.echo(line)
+
+
+def speed_chart(samples: Any, width: int = 60, height: int = 6) -> list[str]:
+    """A terminal chart of speed over the session; F/B below say which way the person faced."""
+    if not samples:
+        return ["  (no samples)"]
+    end = max(x.t for x in samples) or 1.0
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for x in samples:
+        columns[min(width - 1, int(x.t / end * width))].append(x)
+    speeds = [max((x.speed_kmh or 0.0) for x in col) if col else 0.0 for col in columns]
+    top = max(speeds) or 1.0
+    lines = []
+    for row in range(height, 0, -1):
+        level = top * row / height
+        bar = "".join("#" if v >= level - 1e-9 and v > 0 else " " for v in speeds)
+        lines.append(f"  {level:4.1f} |{bar}")
+    faced = "".join(
+        (col[-1].orientation[:1].upper() if col else " ") for col in columns)
+    lines.append(f"       {faced}")
+    lines.append(f"       0 min{'':>{max(0, width - 12)}}{end / 60:.1f} min")
+    return lines
+
+
+@history.command("delete")
+@click.argument("session_id", metavar="ID", type=int)
+@user_errors
+def history_delete(session_id: int) -> None:
+    """Delete one session for good."""
+    with _store() as store:
+        if not store.delete(session_id):
+            raise ConfigError(f"no session {session_id}: `treadmill history` lists them")
+    click.echo(f"Deleted session {session_id}.")
+
+
+@history.command("rate")
+@click.argument("session_id", metavar="ID", type=int)
+@click.option("--pain", type=click.IntRange(0, 10), default=None, help="Knee pain, 0-10.")
+@click.option("--effort", type=click.IntRange(0, 10), default=None, help="Effort, 0-10.")
+@user_errors
+def history_rate(session_id: int, pain: int | None, effort: int | None) -> None:
+    """Rate a session: knee pain and effort (0-10), kept with it."""
+    with _store() as store:
+        if store.session(session_id) is None:
+            raise ConfigError(f"no session {session_id}: `treadmill history` lists them")
+        store.rate(session_id, pain=pain, effort=effort)
+    click.echo(f"Session {session_id} rated.")
+
+
+@main.command("export")
+@click.argument("session_id", metavar="ID", type=int)
+@click.option("--format", "fmt", type=click.Choice(["fit", "tcx", "csv"]), default="fit",
+              show_default=True, help="File format.")
+@click.option("-o", "--output", metavar="FILE", default=None,
+              help="Write here (default: a name from the date and program, in this folder).")
+@user_errors
+def export_command(session_id: int, fmt: str, output: str | None) -> None:
+    """Export a session as FIT (Strava, Garmin Connect, intervals.icu), TCX or CSV."""
+    from treadmill.history.export import default_filename, export
+
+    with _store() as store:
+        recording = _recording(store, session_id)
+    try:
+        data = export(recording, fmt)
+    except ValueError as exc:  # nothing to export (a session that never got a sample)
+        raise ConfigError(str(exc)) from None
+    path = output or default_filename(recording.summary, fmt)
+    try:
+        with open(path, "xb") as f:  # never overwrite a file silently
+            f.write(data)
+    except FileExistsError:
+        raise ConfigError(f"{path} exists: choose another name with -o") from None
+    except OSError as exc:
+        raise ConfigError(f"can't write {path} ({exc.strerror or exc})") from exc
+    click.echo(f"Wrote {path} ({len(data)} bytes).")
 
 
 # ---- simulators --------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from tui.messages import (
     LinkDown,
     MqttRefused,
     MqttState,
+    RecordingTrouble,
     ShowDevices,
     ShowPrograms,
     StartProgram,
@@ -125,6 +126,7 @@ class TreadmillApp(App[None]):
         controller: Mode = "inline",
         loop_factory: LoopFactory | None = None,
         mqtt: MqttSettings | None = None,
+        record: bool = False,
     ) -> None:
         """`controller`: "threaded" gives the controller its own thread and loop (built by
         `loop_factory`; `run_tui` does this), "inline" runs it on this app's loop (tests on
@@ -144,7 +146,7 @@ class TreadmillApp(App[None]):
         self.scan_timeout_s = scan_timeout_s
         self.real_time = real_time  # False on a simulated clock: no real Bluetooth then
         self.core = Controller(safety=self.safety, simulator=simulator, post=self.post_message,
-                               mqtt=mqtt)
+                               mqtt=mqtt, record=record)
         self.mqtt_line = ""  # the top bar's MQTT badge ("" without a bridge)
         self._mqtt_said = ""  # the last MQTT trouble notified (said once, not every retry)
         self.host = ControllerHost(self.core, mode=controller, loop_factory=loop_factory)
@@ -426,6 +428,10 @@ class TreadmillApp(App[None]):
             self._mqtt_said = ""
             self.notify(status.line(), title="MQTT", markup=False)
 
+    def on_recording_trouble(self, message: RecordingTrouble) -> None:
+        self.notify(one_line(message.message), title="History", severity="warning",
+                    markup=False, timeout=10)
+
     def on_mqtt_refused(self, message: MqttRefused) -> None:
         self.notify(f"Refused: {one_line(message.reason)}", title="MQTT", severity="warning",
                     markup=False)
@@ -477,6 +483,7 @@ def run_tui(
     loop_factory: LoopFactory | None = None,
     controller: Mode = "threaded",
     mqtt: MqttSettings | None = None,
+    record: bool = True,
 ) -> None:
     """Open the TUI (blocking until the person quits). The composition root (the CLI) passes
     what it chose: `simulator` builds the built-in simulator, `loop_factory` the event loops
@@ -494,7 +501,7 @@ def run_tui(
     app = TreadmillApp(program_name=program_name, device=device, simulate=simulate,
                        safety=safety, simulator=simulator, config=config,
                        real_time=loop_factory is None, controller=controller,
-                       loop_factory=loop_factory, mqtt=mqtt)
+                       loop_factory=loop_factory, mqtt=mqtt, record=record)
     try:
         if loop_factory is None or controller == "threaded":
             # Threaded, the app's loop paces nothing but the screen: human (wall-clock) time,

@@ -23,6 +23,7 @@ from treadmill import session_events as ev
 from treadmill.client import FtmsClient
 from treadmill.errors import TreadmillError
 from treadmill.events import TelemetrySample
+from treadmill.history.recorder import Recorder
 from treadmill.link import STOP_WAIT_S, TreadmillLink
 from treadmill.mqtt.attach import RemoteTarget, attach, detach, identity, start_bridge
 from treadmill.mqtt.bridge import BridgeStatus, MqttBridge
@@ -32,7 +33,14 @@ from treadmill.programs import Program
 from treadmill.scan import FoundTreadmill, scan
 from treadmill.session import SessionEvent, SessionResult, SessionRunner
 from tui.feed import SessionFeed
-from tui.messages import LinkDown, MqttRefused, MqttState, StopDone, WatchdogStop
+from tui.messages import (
+    LinkDown,
+    MqttRefused,
+    MqttState,
+    RecordingTrouble,
+    StopDone,
+    WatchdogStop,
+)
 from tui.targets import SimulatedDevice, SimulatorFactory, Target
 
 log = logging.getLogger(__name__)
@@ -51,8 +59,10 @@ class Controller:
         simulator: SimulatorFactory | None = None,
         post: Callable[[Message], object] = lambda message: None,
         mqtt: MqttSettings | None = None,
+        record: bool = False,
     ) -> None:
         self.safety = safety
+        self.record = record  # keep every session in the history (treadmill/history/)
         self.mqtt = mqtt
         self.bridge: MqttBridge | None = None  # one per connected treadmill, when configured
         self._remote = RemoteTarget(idle=self._remote_between_sessions)
@@ -191,6 +201,13 @@ class Controller:
         if link is not None:
             await link.close()
 
+    def _recorder(self, program: Program, link: TreadmillLink, runner: SessionRunner) -> Recorder:
+        recorder = Recorder(program=program.name, title=program.title, device=link.name,
+                            simulated=link.simulated,
+                            on_warning=lambda message: self.post(RecordingTrouble(message)))
+        recorder.attach(runner.bus)
+        return recorder
+
     # ---- MQTT (its own thread: nothing here waits for the broker) ---------------------------
 
     def _start_bridge(self, link: TreadmillLink, settings: MqttSettings) -> None:
@@ -249,11 +266,14 @@ class Controller:
             self.runner = runner
             if self.bridge is not None:
                 attach(self.bridge, runner, self._remote)
+            recorder = self._recorder(program, link, runner) if self.record else None
         finally:
             self.starting = False
         try:
             return await runner.run()
         finally:
+            if recorder is not None:
+                await recorder.aclose()  # bounded; its own thread writes
             if self.runner is runner:
                 self.runner = None
             if self.bridge is not None and self._remote.runner is runner:

@@ -70,6 +70,14 @@ class MqttRefused(Message):
         self.reason = reason
 
 
+class RecordingTrouble(Message):
+    """The session's recording stopped (a full disk, a read-only folder); the session goes on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+
 class WatchdogStop(Message):
     """The controller stopped the belt on its own because the screen stopped answering."""
 

@@ -1,0 +1,1 @@
+"""Every session kept: the recording (SQLite), the history, and exports (FIT, TCX, CSV)."""
