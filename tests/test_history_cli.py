@@ -13,6 +13,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
+import click
 import fitdecode
 import pytest
 from click.testing import CliRunner
@@ -123,3 +124,32 @@ async def test_a_tui_session_is_kept_too(make_app):
         (summary,) = store.sessions()
     assert summary.program == "walk" and summary.simulated
     assert summary.end_reason == "emergency_stop"
+
+
+def test_plan_suggests_a_first_session_with_its_reasons():
+    result = run("plan", "--json")
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["week_sessions"] == 0 and plan["rest_today"] is False
+    assert plan["reasons"] and plan["next"]["backward_minutes"] > 0
+    text = run("plan").stdout
+    assert "treadmill session next" in text
+
+
+def test_session_next_runs_the_plan_and_is_kept():
+    result = run("session", "next", "--simulate", "--headless", "--auto-confirm",
+                 "--speedup", "max")
+    assert result.exit_code == 0, result.stderr
+    (summary,) = json.loads(run("history", "--json").stdout)
+    assert summary["program"] == "next" and summary["end_reason"] == "completed"
+
+
+def test_a_rating_is_a_whole_number_from_0_to_10_or_nothing():
+    from treadmill.cli import RatingType
+
+    rating = RatingType()
+    assert rating.convert("", None, None) is None
+    assert rating.convert(" 7 ", None, None) == 7
+    for bad in ("11", "-1", "2.5", "lots"):
+        with pytest.raises(click.BadParameter):
+            rating.convert(bad, None, None)

@@ -867,6 +867,7 @@ def session(program_name: str | None, device: str | None, headless: bool, as_jso
     config = load_config()
     safety = safety_config_for(config.safety, unlock_backward_incline)
     mqtt = resolve(config.mqtt, broker, config_path())
+    suggested = _next_program(safety) if program_name == NEXT else None
     if not headless:
         require_terminal()
         from tui.app import run_tui
@@ -879,9 +880,9 @@ def session(program_name: str | None, device: str | None, headless: bool, as_jso
         run_tui(program_name=program_name, device=device, simulate=simulate, safety=safety,
                 simulator=simulator_factory(sim_options), loop_factory=loop_factory(tui_factor),
                 controller="inline" if controller == "inline" else "threaded", mqtt=mqtt,
-                record=not no_record)
+                record=not no_record, suggested=suggested)
         return
-    program = find_program(program_name or "taster")
+    program = suggested or find_program(program_name or "taster")
     validate(program, safety)
     client, sim = open_client(simulate=simulate, device=device, config=config,
                               sim_options=sim_options)
@@ -894,6 +895,8 @@ def session(program_name: str | None, device: str | None, headless: bool, as_jso
                                          keyboard, mqtt, record=not no_record), speedup=factor)
     if printer.closed:
         raise OutputClosed()
+    if printer.kept_session_id is not None and not as_json and not auto_confirm:
+        ask_ratings(printer.kept_session_id)
     if result.reason not in (EndReason.COMPLETED, EndReason.USER_STOP) or not result.belt_still:
         sys.exit(2)  # "completed" never stands for a belt that was not seen to stop
 
@@ -912,6 +915,7 @@ class HeadlessPrinter:
         self.closed = False
         self.on_closed: Callable[[], None] = lambda: None
         self.on_started: Callable[[SessionEvent], None] = lambda event: None
+        self.kept_session_id: int | None = None  # the history's id for this session
 
     def echo(self, text: str, *, err: bool = False) -> None:
         if self.closed and not err:
@@ -1058,6 +1062,7 @@ async def _headless_session(client: FtmsClient, sim: Any, program: Program,
         if not result.belt_still:
             printer.echo(f"The belt was not seen to stop: {ACTIONABLE} now.", err=True)
         if recorder is not None and recorder.session_id is not None:
+            printer.kept_session_id = recorder.session_id
             printer.echo(f"Kept as session {recorder.session_id}: "
                          f"`treadmill history show {recorder.session_id}`, "
                          f"`treadmill export {recorder.session_id}`.")
@@ -1155,6 +1160,93 @@ class SessionInterrupted(TreadmillError):
 
 
 # ---- history and export ------------------------------------------------------------------------
+
+NEXT = "next"  # `treadmill session next`: the session the progression rules suggest
+
+
+def _plan(safety: SafetyConfig) -> Any:
+    from datetime import UTC, datetime
+
+    from treadmill.history.progression import plan as progression_plan
+
+    with _store() as store:
+        sessions = store.sessions()
+    return progression_plan(sessions, now=datetime.now(UTC), safety=safety,
+                            programs=catalogue().programs)
+
+
+def _next_program(safety: SafetyConfig) -> Program:
+    suggestion = _plan(safety)
+    if suggestion.rest_today:
+        raise ConfigError(f"the plan says rest today ({suggestion.reasons[0]}): "
+                          "`treadmill plan` says why; any program by name still runs")
+    return suggestion.next_program
+
+
+def ask_ratings(session_id: int) -> None:
+    """After a session, at a terminal: knee pain and effort, 0-10, each skippable with Enter
+    (the progression rules hold back when pain rises)."""
+    if not sys.stdin.isatty():
+        return
+    answers: dict[str, int | None] = {}
+    for key, question in (("pain", "Knee pain now, 0-10"), ("effort", "Effort, 0-10")):
+        try:
+            answers[key] = click.prompt(f"{question} (Enter to skip)", default="",
+                                        show_default=False, type=RatingType())
+        except (click.Abort, EOFError):
+            return
+    if answers["pain"] is None and answers["effort"] is None:
+        return
+    with _store() as store:
+        store.rate(session_id, pain=answers["pain"], effort=answers["effort"])
+    click.echo(f"Kept with session {session_id}.")
+
+
+class RatingType(click.ParamType):
+    """A whole number from 0 to 10, or nothing."""
+
+    name = "rating"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | None:
+        text = str(value).strip()
+        if not text:
+            return None
+        if text.isdigit() and 0 <= int(text) <= 10:
+            return int(text)
+        self.fail("type a whole number from 0 to 10, or just Enter to skip", param, ctx)
+
+
+@main.command("plan")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@user_errors
+def plan_command(as_json: bool) -> None:
+    """The week so far and the next session, from your history (docs/PROGRESSION.md)."""
+    config = load_config()
+    suggestion = _plan(safety_config_for(config.safety, False))
+    program = suggestion.next_program
+    if as_json:
+        click.echo(to_json({
+            "week_sessions": suggestion.week_sessions,
+            "week_backward_min": suggestion.week_backward_min,
+            "rest_today": suggestion.rest_today,
+            "reasons": list(suggestion.reasons),
+            "next": program_summary(program),
+        }, indent=2))
+        return
+    click.echo(f"This week: {suggestion.week_sessions} session(s), "
+               f"{suggestion.week_backward_min:g} min backward.")
+    if suggestion.rest_today:
+        click.echo("Today: rest.")
+    click.echo(f"Next: {program.title} ({program.duration_s / 60:g} min, "
+               f"{program.backward_s / 60:g} min backward). Run it: treadmill session next")
+    for reason in suggestion.reasons:
+        click.echo(f"  - {reason}")
+    for item in plan(program):
+        if isinstance(item, WalkItem):
+            s = item.step
+            click.echo(f"  {item.index:>2}. {s.orientation:<8} {s.duration_s / 60:>4g} min  "
+                       f"{s.speed_kmh:g} km/h  {s.cue}")
 
 
 def _store() -> Any:

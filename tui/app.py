@@ -57,6 +57,7 @@ from tui.messages import (
     MqttState,
     RecordingTrouble,
     ShowDevices,
+    ShowHistory,
     ShowPrograms,
     StartProgram,
     StopDone,
@@ -64,6 +65,7 @@ from tui.messages import (
 )
 from tui.screens.checklist import ChecklistScreen
 from tui.screens.device import DeviceScreen
+from tui.screens.history import HistoryScreen
 from tui.screens.picker import ProgramPicker
 from tui.screens.session import SessionScreen
 from tui.targets import SimulatedDevice, SimulatorFactory, Target
@@ -375,6 +377,9 @@ class TreadmillApp(App[None]):
     def on_show_programs(self, message: ShowPrograms) -> None:
         self.show_programs()
 
+    def on_show_history(self, message: ShowHistory) -> None:
+        self.push_screen(HistoryScreen())
+
     # ---- connecting ---------------------------------------------------------------------------
 
     def on_connect_to(self, message: ConnectTo) -> None:
@@ -484,6 +489,7 @@ def run_tui(
     controller: Mode = "threaded",
     mqtt: MqttSettings | None = None,
     record: bool = True,
+    suggested: Program | None = None,
 ) -> None:
     """Open the TUI (blocking until the person quits). The composition root (the CLI) passes
     what it chose: `simulator` builds the built-in simulator, `loop_factory` the event loops
@@ -498,8 +504,13 @@ def run_tui(
         # waiting for it waits up to the switch interval (5 ms by default) while the screen's
         # thread is busy rendering. A tenth of that keeps both hand-overs short.
         sys.setswitchinterval(GIL_SWITCH_S)
+    programs = None
+    if suggested is not None:  # `session next`: the plan's session, preselected
+        found = catalogue()
+        programs = {**found.programs, suggested.name: suggested}
+        program_name = suggested.name
     app = TreadmillApp(program_name=program_name, device=device, simulate=simulate,
-                       safety=safety, simulator=simulator, config=config,
+                       safety=safety, simulator=simulator, config=config, programs=programs,
                        real_time=loop_factory is None, controller=controller,
                        loop_factory=loop_factory, mqtt=mqtt, record=record)
     try:

@@ -30,6 +30,10 @@ class ShowPrograms(Message):
     """The program picker, over the device screen."""
 
 
+class ShowHistory(Message):
+    """The recorded sessions, over the picker."""
+
+
 class StartProgram(Message):
     """The picker's Enter: the checklist first if needed, then the session."""
 

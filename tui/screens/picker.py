@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Static
 from safety import Orientation, envelope_for
 from treadmill.programs import Program, ProgramError, TurnAroundItem, plan, validate
 from treadmill.session import machine_limits
-from tui.messages import ShowDevices, StartProgram
+from tui.messages import ShowDevices, ShowHistory, StartProgram
 from tui.protocol import TreadmillAppLike
 from tui.text import one_line
 from tui.widgets.top_bar import TopBar
@@ -50,6 +50,7 @@ class ProgramPicker(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "start", "Start", priority=True),
         Binding("d", "devices", "Devices"),
+        Binding("h", "history", "History"),
         Binding("escape", "devices", "Devices", show=False),
     ]
 
@@ -158,3 +159,6 @@ class ProgramPicker(Screen[None]):
 
     def action_devices(self) -> None:
         self.post_message(ShowDevices())
+
+    def action_history(self) -> None:
+        self.post_message(ShowHistory())
