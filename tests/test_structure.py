@@ -46,7 +46,14 @@ def test_only_the_ftms_client_writes_to_the_treadmill():
 def test_only_the_session_runner_and_the_idle_link_execute_commands():
     # Both execute only what a governor approved: the session runner during a session, the
     # TUI's idle link (a Stop from SPACE between sessions) otherwise.
-    assert set(uses("execute")) <= {"treadmill/session.py", "treadmill/link.py"}
+    # (and the history's store, whose `execute` is sqlite3's: it can't reach a treadmill, as
+    # it imports neither the client nor the governor)
+    sql = "treadmill/history/store.py"
+    assert set(uses("execute")) <= {"treadmill/session.py", "treadmill/link.py", sql}
+    tree = ast.parse((ROOT / sql).read_text(encoding="utf-8"))
+    imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m.startswith(("treadmill.client", "safety", "bleak")) for m in imported)
 
 
 def test_only_the_outbox_holds_the_mint():
