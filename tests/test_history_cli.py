@@ -153,3 +153,32 @@ def test_a_rating_is_a_whole_number_from_0_to_10_or_nothing():
     for bad in ("11", "-1", "2.5", "lots"):
         with pytest.raises(click.BadParameter):
             rating.convert(bad, None, None)
+
+
+def test_export_auto_writes_each_finished_session(tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "config.toml").write_text('[export]\nauto = ["fit", "csv"]\nfolder = "out"\n',
+                                        encoding="utf-8")
+    monkeypatch.setenv("TREADMILL_CONFIG_DIR", str(config))
+    for _ in range(2):  # the second one never overwrites the first
+        result = run("session", "taster", "--simulate", "--headless", "--auto-confirm",
+                     "--speedup", "max")
+        assert result.exit_code == 0, result.stderr
+        assert "Exported " in result.stdout
+    fits = sorted((config / "out").glob("*.fit"))
+    assert len(fits) == 2 and len(list((config / "out").glob("*.csv"))) == 2
+    with fitdecode.FitReader(str(fits[0]), check_crc=fitdecode.CrcCheck.RAISE) as fit:
+        assert any(isinstance(f, fitdecode.FitDataMessage) and f.name == "session" for f in fit)
+
+
+def test_a_bad_export_setting_is_one_line(tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "config.toml").write_text('[export]\nauto = ["gpx"]\n', encoding="utf-8")
+    monkeypatch.setenv("TREADMILL_CONFIG_DIR", str(config))
+    result = CliRunner().invoke(main, ["session", "taster", "--simulate", "--headless",
+                                       "--auto-confirm", "--speedup", "max"])
+    assert result.exit_code == 1
+    assert "[export]" in result.stderr and "gpx" in result.stderr
+    assert result.stderr.strip().count("\n") == 0

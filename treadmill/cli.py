@@ -48,6 +48,7 @@ from treadmill.config import (
 from treadmill.errors import TreadmillError, describe_bluetooth_error
 from treadmill.events import LinkLost, StatusEvent, TelemetrySample
 from treadmill.ftms import Range
+from treadmill.history.autoexport import auto_export_from_config
 from treadmill.mqtt.settings import MqttSettings, resolve
 from treadmill.programs import (
     Program,
@@ -868,6 +869,7 @@ def session(program_name: str | None, device: str | None, headless: bool, as_jso
     safety = safety_config_for(config.safety, unlock_backward_incline)
     mqtt = resolve(config.mqtt, broker, config_path())
     suggested = _next_program(safety) if program_name == NEXT else None
+    auto_export = auto_export_from_config(config.export, config_path())
     if not headless:
         require_terminal()
         from tui.app import run_tui
@@ -880,7 +882,7 @@ def session(program_name: str | None, device: str | None, headless: bool, as_jso
         run_tui(program_name=program_name, device=device, simulate=simulate, safety=safety,
                 simulator=simulator_factory(sim_options), loop_factory=loop_factory(tui_factor),
                 controller="inline" if controller == "inline" else "threaded", mqtt=mqtt,
-                record=not no_record, suggested=suggested)
+                record=not no_record, suggested=suggested, auto_export=auto_export)
         return
     program = suggested or find_program(program_name or "taster")
     validate(program, safety)
@@ -892,7 +894,8 @@ def session(program_name: str | None, device: str | None, headless: bool, as_jso
     keyboard = HeadlessInput(printer.prompt)
     confirm = simulated_person_turns if auto_confirm else keyboard.confirm
     result = run_async(_headless_session(client, sim, program, safety, confirm, printer,
-                                         keyboard, mqtt, record=not no_record), speedup=factor)
+                                         keyboard, mqtt, record=not no_record,
+                                         auto_export=auto_export), speedup=factor)
     if printer.closed:
         raise OutputClosed()
     if printer.kept_session_id is not None and not as_json and not auto_confirm:
@@ -977,7 +980,8 @@ async def _headless_session(client: FtmsClient, sim: Any, program: Program,
                             safety: SafetyConfig, confirm: Any, printer: HeadlessPrinter,
                             keyboard: HeadlessInput,
                             mqtt: MqttSettings | None = None,
-                            record: bool = True) -> SessionResult:
+                            record: bool = True,
+                            auto_export: Any = None) -> SessionResult:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -1025,7 +1029,8 @@ async def _headless_session(client: FtmsClient, sim: Any, program: Program,
             runner = SessionRunner(client, program, config=safety, confirm=confirm,
                                    on_event=on_event)
             if record:
-                recorder = _attach_recorder(program, client, sim is not None, runner, printer)
+                recorder = _attach_recorder(program, client, sim is not None, runner, printer,
+                                            auto_export)
             if mqtt is not None:
                 bridge = _attach_bridge(mqtt, client, runner, printer)
             keyboard.start(runner)
@@ -1070,17 +1075,22 @@ async def _headless_session(client: FtmsClient, sim: Any, program: Program,
 
 
 def _attach_recorder(program: Program, client: FtmsClient, simulated: bool,
-                     runner: SessionRunner, printer: HeadlessPrinter) -> Any:
+                     runner: SessionRunner, printer: HeadlessPrinter,
+                     auto_export: Any = None) -> Any:
     """The session's recording (a thread of its own writes it); trouble is one line."""
     from treadmill.history.recorder import Recorder
 
     loop = asyncio.get_running_loop()
+
+    def say(message: str, err: bool = True) -> None:
+        loop.call_soon_threadsafe(functools.partial(printer.echo, message, err=err))
+
     recorder = Recorder(
         program=program.name, title=program.title,
         device=client.info.name if client.info is not None else client.address,
-        simulated=simulated,
-        on_warning=lambda message: loop.call_soon_threadsafe(
-            functools.partial(printer.echo, message, err=True)))
+        simulated=simulated, on_warning=say, auto_export=auto_export,
+        on_exported=lambda paths: say("Exported " + ", ".join(map(str, paths)),
+                                     err=printer.as_json))
     recorder.attach(runner.bus)
     return recorder
 

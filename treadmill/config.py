@@ -79,6 +79,9 @@ class Config:
     safety: dict[str, Any] = field(default_factory=dict)
     # The [mqtt] table as written; treadmill/mqtt/settings.py checks it when a bridge starts.
     mqtt: dict[str, Any] = field(default_factory=dict)
+    # The [export] table as written (auto = ["fit"], folder); treadmill/history/autoexport.py
+    # checks it when a session starts.
+    export: dict[str, Any] = field(default_factory=dict)
 
     def find(self, address: str) -> PairedDevice | None:
         wanted = normalize_address(address)
@@ -160,7 +163,10 @@ def _from_dict(raw: dict[str, Any], path: Path) -> Config:
     mqtt = raw.get("mqtt", {})
     if not isinstance(mqtt, dict):
         raise bad("[mqtt] must be a table")
-    unknown_top = set(raw) - {"devices", "default_device", "safety", "mqtt"}
+    export = raw.get("export", {})
+    if not isinstance(export, dict):
+        raise bad("[export] must be a table")
+    unknown_top = set(raw) - {"devices", "default_device", "safety", "mqtt", "export"}
     if unknown_top:
         raise bad(f"unknown keys {sorted(unknown_top)}")
     return Config(
@@ -168,6 +174,7 @@ def _from_dict(raw: dict[str, Any], path: Path) -> Config:
         default_device=normalize_address(default) if default else None,
         safety=safety,
         mqtt=mqtt,
+        export=export,
     )
 
 
@@ -256,6 +263,8 @@ def _serialize(config: Config) -> str:
         data["safety"] = config.safety
     if config.mqtt:
         data["mqtt"] = config.mqtt
+    if config.export:
+        data["export"] = config.export
     return tomli_w.dumps(data)
 
 

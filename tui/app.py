@@ -42,6 +42,8 @@ from safety import SafetyConfig
 from safety.wording import ACTIONABLE
 from treadmill.config import Config, load_config, normalize_address
 from treadmill.errors import TreadmillError, describe_bluetooth_error
+from treadmill.history.autoexport import AutoExport
+from treadmill.history.store import HistoryStore
 from treadmill.link import STOP_WAIT_S, TreadmillLink
 from treadmill.mqtt.bridge import BridgeState
 from treadmill.mqtt.settings import MqttSettings
@@ -67,6 +69,7 @@ from tui.screens.checklist import ChecklistScreen
 from tui.screens.device import DeviceScreen
 from tui.screens.history import HistoryScreen
 from tui.screens.picker import ProgramPicker
+from tui.screens.rating import Rating, RatingScreen
 from tui.screens.session import SessionScreen
 from tui.targets import SimulatedDevice, SimulatorFactory, Target
 from tui.text import one_line
@@ -129,6 +132,7 @@ class TreadmillApp(App[None]):
         loop_factory: LoopFactory | None = None,
         mqtt: MqttSettings | None = None,
         record: bool = False,
+        auto_export: AutoExport | None = None,
     ) -> None:
         """`controller`: "threaded" gives the controller its own thread and loop (built by
         `loop_factory`; `run_tui` does this), "inline" runs it on this app's loop (tests on
@@ -148,11 +152,12 @@ class TreadmillApp(App[None]):
         self.scan_timeout_s = scan_timeout_s
         self.real_time = real_time  # False on a simulated clock: no real Bluetooth then
         self.core = Controller(safety=self.safety, simulator=simulator, post=self.post_message,
-                               mqtt=mqtt, record=record)
+                               mqtt=mqtt, record=record, auto_export=auto_export)
         self.mqtt_line = ""  # the top bar's MQTT badge ("" without a bridge)
         self._mqtt_said = ""  # the last MQTT trouble notified (said once, not every retry)
         self.host = ControllerHost(self.core, mode=controller, loop_factory=loop_factory)
         self.checklist_acknowledged = False
+        self._asked_rating: int | None = None  # the last session asked how it felt
         self.program_problems: list[str] = []
         self._signals_seen = 0
         self._hung_up = False  # the terminal is gone (SIGHUP)
@@ -366,10 +371,36 @@ class TreadmillApp(App[None]):
             self.pop_screen()
 
     def show_programs(self) -> None:
+        leaving_session = self.in_session
         self.show_devices()
         self.push_screen(ProgramPicker())
         if not self.core.session_active:
             self.call_after_refresh(heap.settle)  # between sessions: the one full collection
+        if leaving_session:
+            self.ask_rating()
+
+    def ask_rating(self) -> None:
+        """After a recorded session: knee pain and effort (both optional), into the history."""
+        session_id = self.core.last_session_id
+        if not self.core.record or session_id is None or session_id == self._asked_rating:
+            return
+        self._asked_rating = session_id
+
+        def done(rating: Rating | None) -> None:
+            if rating is not None and rating != (None, None):
+                self.store_rating(session_id, *rating)
+
+        self.push_screen(RatingScreen(), done)
+
+    @work(thread=True, group="rating")
+    def store_rating(self, session_id: int, pain: int | None, effort: int | None) -> None:
+        try:
+            with HistoryStore() as store:
+                store.rate(session_id, pain=pain, effort=effort)
+        except Exception as exc:  # one line, never a traceback
+            log.debug("rating failed", exc_info=True)
+            self.call_from_thread(self.notify, f"The rating was not saved: {one_line(exc)}",
+                                  title="History", severity="warning", markup=False)
 
     def on_show_devices(self, message: ShowDevices) -> None:
         self.show_devices()
@@ -434,7 +465,8 @@ class TreadmillApp(App[None]):
             self.notify(status.line(), title="MQTT", markup=False)
 
     def on_recording_trouble(self, message: RecordingTrouble) -> None:
-        self.notify(one_line(message.message), title="History", severity="warning",
+        self.notify(one_line(message.message), title="History",
+                    severity="information" if message.severity == "information" else "warning",
                     markup=False, timeout=10)
 
     def on_mqtt_refused(self, message: MqttRefused) -> None:
@@ -490,6 +522,7 @@ def run_tui(
     mqtt: MqttSettings | None = None,
     record: bool = True,
     suggested: Program | None = None,
+    auto_export: AutoExport | None = None,
 ) -> None:
     """Open the TUI (blocking until the person quits). The composition root (the CLI) passes
     what it chose: `simulator` builds the built-in simulator, `loop_factory` the event loops
@@ -512,7 +545,8 @@ def run_tui(
     app = TreadmillApp(program_name=program_name, device=device, simulate=simulate,
                        safety=safety, simulator=simulator, config=config, programs=programs,
                        real_time=loop_factory is None, controller=controller,
-                       loop_factory=loop_factory, mqtt=mqtt, record=record)
+                       loop_factory=loop_factory, mqtt=mqtt, record=record,
+                       auto_export=auto_export)
     try:
         if loop_factory is None or controller == "threaded":
             # Threaded, the app's loop paces nothing but the screen: human (wall-clock) time,

@@ -23,6 +23,7 @@ from treadmill import session_events as ev
 from treadmill.client import FtmsClient
 from treadmill.errors import TreadmillError
 from treadmill.events import TelemetrySample
+from treadmill.history.autoexport import AutoExport
 from treadmill.history.recorder import Recorder
 from treadmill.link import STOP_WAIT_S, TreadmillLink
 from treadmill.mqtt.attach import RemoteTarget, attach, detach, identity, start_bridge
@@ -60,9 +61,11 @@ class Controller:
         post: Callable[[Message], object] = lambda message: None,
         mqtt: MqttSettings | None = None,
         record: bool = False,
+        auto_export: AutoExport | None = None,
     ) -> None:
         self.safety = safety
         self.record = record  # keep every session in the history (treadmill/history/)
+        self.auto_export = auto_export  # [export] auto: files for every finished session
         self.mqtt = mqtt
         self.bridge: MqttBridge | None = None  # one per connected treadmill, when configured
         self._remote = RemoteTarget(idle=self._remote_between_sessions)
@@ -77,12 +80,19 @@ class Controller:
         self.last_heartbeat = time.monotonic()
         self.watchdog_reason: str | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._last_recorder: Recorder | None = None  # the last recorded session's recorder
 
     # ---- plain reads for the app ----------------------------------------------------------
 
     @property
     def session_active(self) -> bool:
         return self.starting or self.runner is not None
+
+    @property
+    def last_session_id(self) -> int | None:
+        """The history id of the last session recorded (None: none, or not begun)."""
+        recorder = self._last_recorder
+        return recorder.session_id if recorder is not None else None
 
     @property
     def can_stop(self) -> bool:
@@ -202,9 +212,13 @@ class Controller:
             await link.close()
 
     def _recorder(self, program: Program, link: TreadmillLink, runner: SessionRunner) -> Recorder:
-        recorder = Recorder(program=program.name, title=program.title, device=link.name,
-                            simulated=link.simulated,
-                            on_warning=lambda message: self.post(RecordingTrouble(message)))
+        recorder = Recorder(
+            program=program.name, title=program.title, device=link.name,
+            simulated=link.simulated,
+            on_warning=lambda message: self.post(RecordingTrouble(message)),
+            auto_export=self.auto_export,
+            on_exported=lambda paths: self.post(RecordingTrouble(
+                "Exported " + ", ".join(str(p) for p in paths), severity="information")))
         recorder.attach(runner.bus)
         return recorder
 
@@ -267,6 +281,7 @@ class Controller:
             if self.bridge is not None:
                 attach(self.bridge, runner, self._remote)
             recorder = self._recorder(program, link, runner) if self.record else None
+            self._last_recorder = recorder
         finally:
             self.starting = False
         try:

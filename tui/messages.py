@@ -75,11 +75,13 @@ class MqttRefused(Message):
 
 
 class RecordingTrouble(Message):
-    """The session's recording stopped (a full disk, a read-only folder); the session goes on."""
+    """The session's recording stopped (a full disk, a read-only folder; the session goes on),
+    or, as information, where [export] auto wrote its files."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, severity: str = "warning") -> None:
         super().__init__()
         self.message = message
+        self.severity = severity
 
 
 class WatchdogStop(Message):

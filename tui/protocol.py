@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from treadmill.config import Config
     from treadmill.link import TreadmillLink
     from treadmill.programs import Program
+    from tui.controller import Controller
     from tui.host import ControllerHost
     from tui.targets import SimulatedDevice
 
@@ -35,6 +36,7 @@ class TreadmillAppLike(Protocol):
     scan_timeout_s: float | None
     real_time: bool
     host: ControllerHost
+    core: Controller
 
     @property
     def link(self) -> TreadmillLink | None: ...

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 
 from treadmill.history.export_csv import started_at, to_csv
-from treadmill.history.export_fit import to_fit
-from treadmill.history.export_tcx import to_tcx
 from treadmill.history.model import Recording, SessionSummary
 
 FORMATS = ("fit", "tcx", "csv")
@@ -24,10 +22,15 @@ def export(recording: Recording, fmt: str) -> bytes:
     Raises ValueError (one line, fit to show) for an unknown format or a recording without
     samples: an activity file without data points is invalid, whichever the format.
     """
+    # fit-tool and the TCX writer are imported when used: the CLI starts without them.
     match _check(fmt):
         case "fit":
+            from treadmill.history.export_fit import to_fit
+
             return to_fit(recording)
         case "tcx":
+            from treadmill.history.export_tcx import to_tcx
+
             return to_tcx(recording)
         case _:
             return to_csv(recording).encode("utf-8")

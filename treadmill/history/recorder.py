@@ -21,11 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from treadmill.bus import EventBus
 from treadmill.config import data_dir
 from treadmill.history.model import Sample, StoredEvent
+
+if TYPE_CHECKING:
+    from treadmill.history.autoexport import AutoExport
 from treadmill.history.store import (
     FILE_NAME,
     INTERRUPTED,
@@ -118,8 +121,12 @@ class Recorder:
         device: str,
         simulated: bool,
         on_warning: Callable[[str], None] = lambda msg: None,
+        auto_export: AutoExport | None = None,
+        on_exported: Callable[[list[Path]], None] = lambda paths: None,
     ) -> None:
         self._path = path
+        self._auto_export = auto_export  # files written once the summary is
+        self._on_exported = on_exported
         self._program = program
         self._title = title
         self._device = device
@@ -143,6 +150,34 @@ class Recorder:
             self._queue.put(_Begin(event, datetime.now(UTC)))
         else:
             self._queue.put(event)
+
+    def _export(self, store: HistoryStore, session_id: int) -> None:
+        """[export] auto, on the writer thread; trouble is one warning, the recording stays."""
+        settings = self._auto_export
+        if settings is None:
+            return
+        from treadmill.history.autoexport import write_exports  # fit-tool: only when needed
+
+        recording = store.recording(session_id)
+        if recording is None:
+            return
+        try:
+            paths = write_exports(recording, settings)
+        except (OSError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            self._say(f"the session is kept, but [export] auto could not write to "
+                      f"{settings.folder} ({why}): `treadmill export {session_id}` by hand")
+            return
+        try:
+            self._on_exported(paths)
+        except Exception:
+            log.exception("the recorder's on_exported failed")
+
+    def _say(self, message: str) -> None:
+        try:
+            self._on_warning(message)
+        except Exception:
+            log.exception("the recorder's on_warning failed")
 
     def attach(self, bus: EventBus) -> None:
         bus.subscribe("recorder", self.on_event)
@@ -304,6 +339,7 @@ class _Writer:
             end_reason=reason,
         )
         self.recorder.finished = True
+        self.recorder._export(self.store, session_id)
 
 
 def _iso(moment: datetime) -> str:

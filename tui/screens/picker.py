@@ -4,8 +4,10 @@ are marked, and refused with the reason unless the safety settings have it unloc
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import ClassVar
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -13,6 +15,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from safety import Orientation, envelope_for
+from treadmill.history.progression import Plan
+from treadmill.history.progression import plan as next_plan
+from treadmill.history.store import HistoryStore
 from treadmill.programs import Program, ProgramError, TurnAroundItem, plan, validate
 from treadmill.session import machine_limits
 from tui.messages import ShowDevices, ShowHistory, StartProgram
@@ -21,6 +26,7 @@ from tui.text import one_line
 from tui.widgets.top_bar import TopBar
 
 LOCK = "LOCKED: incline"
+NEXT = "next"  # the suggested program's row
 
 
 def minutes(seconds: float) -> str:
@@ -56,6 +62,10 @@ class ProgramPicker(Screen[None]):
 
     app: TreadmillAppLike  # type: ignore[assignment]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.suggestion: Program | None = None  # the plan's next session, in the list as "next"
+
     def compose(self) -> ComposeResult:
         app = self.app
         link = app.link
@@ -68,6 +78,9 @@ class ProgramPicker(Screen[None]):
                 yield Static("", id="program-title", markup=False)
                 yield Static("", id="program-description", markup=False)
                 yield Static("", id="program-steps", markup=False)
+        suggestion = Static("", id="picker-suggestion", markup=False)
+        suggestion.display = False
+        yield suggestion
         yield Static("", id="picker-belt", markup=False)
         yield Static("", id="picker-status", markup=False)
         yield Footer()
@@ -93,13 +106,53 @@ class ProgramPicker(Screen[None]):
         self.show_details()
         self.update_belt()
         self.set_interval(1.0, self.update_belt)
+        if app.core.record:
+            self.suggest()
+
+    @work(thread=True, exclusive=True, group="suggest")
+    def suggest(self) -> None:
+        """The progression plan over the recorded sessions (a thread: the store is a file)."""
+        app = self.app
+        try:
+            with HistoryStore() as store:
+                sessions = store.sessions()
+            suggested = next_plan(sessions, now=datetime.now(UTC), safety=app.safety,
+                                  programs=app.programs)
+        except Exception as exc:  # one line, never a traceback
+            self.app.call_from_thread(self.notify, f"No suggestion: {one_line(exc)}",
+                                      title="History", severity="warning", markup=False)
+            return
+        self.app.call_from_thread(self.show_suggestion, suggested)
+
+    def show_suggestion(self, suggested: Plan) -> None:
+        if not self.is_mounted:
+            return  # the picker was left while the plan was being made
+        line = self.query_one("#picker-suggestion", Static)
+        reason = suggested.reasons[0] if suggested.reasons else ""
+        program = suggested.next_program
+        if suggested.rest_today:
+            text = "Rest today" + (f" — {reason}" if reason else "")
+        else:
+            text = f"Suggested next: {program.title}" + (f" — {reason}" if reason else "")
+            table = self.query_one("#programs", DataTable)
+            if NEXT not in self.app.programs and NEXT not in table.rows:
+                self.suggestion = program
+                table.add_row(NEXT, minutes(program.duration_s), minutes(program.backward_s),
+                              "suggested", key=NEXT)
+                if not self.app.program_name:
+                    table.move_cursor(row=table.get_row_index(NEXT))
+        line.update(one_line(text))
+        line.display = True
 
     def selected(self) -> Program | None:
         table = self.query_one("#programs", DataTable)
         if table.row_count == 0:
             return None
         row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return self.app.programs.get(str(row_key.value))
+        name = str(row_key.value)
+        if name == NEXT and self.suggestion is not None and NEXT not in self.app.programs:
+            return self.suggestion
+        return self.app.programs.get(name)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_details()
