@@ -110,6 +110,7 @@ def test_kill_9_mid_session_loses_at_most_a_second_and_keeps_the_session(tmp_pat
     assert walked_s - last_kept <= 1.0 + 0.1 + 0.2, (walked_s, last_kept)  # 10 Hz, clock slack
 
 
+@pytest.mark.real_time  # the picker reads the history in thread workers (real threads)
 async def test_a_tui_session_is_kept_too(make_app):
     app, _ = make_app(record=True)
     async with app.run_test(size=(120, 40)) as pilot:
