@@ -1155,7 +1155,8 @@ def mqtt_command(device: str | None, broker: str | None, simulate: bool, sim_pro
 
     try:
         run_async(bridge_between_sessions(client, settings, safety, say,
-                                          label=client.address, simulated=sim is not None))
+                                          label=client.address, simulated=sim is not None,
+                                          signals=STOP_SIGNALS))
     finally:
         if sim is not None:
             sim.close()

@@ -45,7 +45,7 @@ from treadmill.errors import TreadmillError, describe_bluetooth_error
 from treadmill.history.autoexport import AutoExport
 from treadmill.history.store import HistoryStore
 from treadmill.link import STOP_WAIT_S, TreadmillLink
-from treadmill.mqtt.bridge import BridgeState
+from treadmill.mqtt.bridge import BridgeState, StatusNews
 from treadmill.mqtt.settings import MqttSettings
 from treadmill.programs import Program, ProgramError, catalogue, find_program
 from tui import heap
@@ -154,7 +154,8 @@ class TreadmillApp(App[None]):
         self.core = Controller(safety=self.safety, simulator=simulator, post=self.post_message,
                                mqtt=mqtt, record=record, auto_export=auto_export)
         self.mqtt_line = ""  # the top bar's MQTT badge ("" without a bridge)
-        self._mqtt_said = ""  # the last MQTT trouble notified (said once, not every retry)
+        self._mqtt_news = StatusNews()  # which bridge states are worth a notice
+        self._mqtt_troubled = False
         self.host = ControllerHost(self.core, mode=controller, loop_factory=loop_factory)
         self.checklist_acknowledged = False
         self._asked_rating: int | None = None  # the last session asked how it felt
@@ -454,15 +455,16 @@ class TreadmillApp(App[None]):
         for screen in self.screen_stack:
             for bar in screen.query(TopBar):
                 bar.mqtt = self.mqtt_line
+        line = self._mqtt_news(status)  # a new reason, not every retry
+        if line is None:
+            return
         if status.state is BridgeState.DOWN:
-            reason = status.detail.split("; retrying")[0]
-            if reason != self._mqtt_said:
-                self._mqtt_said = reason
-                self.notify(f"{reason}. The session is not affected; the app keeps trying.",
-                            title="MQTT", severity="warning", markup=False, timeout=8)
-        elif status.state is BridgeState.CONNECTED and self._mqtt_said:
-            self._mqtt_said = ""
-            self.notify(status.line(), title="MQTT", markup=False)
+            self._mqtt_troubled = True
+            self.notify(line.removeprefix("MQTT: "), title="MQTT", severity="warning",
+                        markup=False, timeout=8)
+        elif status.state is BridgeState.CONNECTED and self._mqtt_troubled:
+            self._mqtt_troubled = False
+            self.notify(line, title="MQTT", markup=False)
 
     def on_recording_trouble(self, message: RecordingTrouble) -> None:
         self.notify(one_line(message.message), title="History",

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from safety import SafetyConfig, Source
 from treadmill.client import FtmsClient
@@ -23,20 +23,19 @@ from treadmill.mqtt.settings import MqttSettings
 log = logging.getLogger(__name__)
 
 RECONNECT_S = 5.0  # the treadmill's link dropped: try again this often
-STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
-)
 
 
 async def bridge_between_sessions(client: FtmsClient, settings: MqttSettings,
                                   safety: SafetyConfig, say: Callable[[str], None],
                                   *, label: str, simulated: bool,
+                                  signals: Sequence[signal.Signals] = (),
                                   until: asyncio.Event | None = None) -> None:
-    """Run until a stop signal (or `until` is set). Says what happens in one line each."""
+    """Run until one of `signals` (the CLI's stop signals) or `until` is set. Says what
+    happens in one line each."""
     loop = asyncio.get_running_loop()
     done = until or asyncio.Event()
     installed = []
-    for sig in STOP_SIGNALS:
+    for sig in signals:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, done.set)
             installed.append(sig)
