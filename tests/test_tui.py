@@ -153,7 +153,8 @@ def make_app(tmp_path: Path,
 
 
 async def to_picker(app: TreadmillApp) -> ProgramPicker:
-    await wait_until(lambda: isinstance(app.screen, ProgramPicker), 30, "the program picker")
+    await wait_until(lambda: isinstance(app.screen, ProgramPicker) and app.screen.settled, 30,
+                     "the program picker and its list")
     assert isinstance(app.screen, ProgramPicker)
     return app.screen
 

@@ -65,6 +65,9 @@ class ProgramPicker(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.suggestion: Program | None = None  # the plan's next session, in the list as "next"
+        # True once the list is complete: the suggestion is in it, or none will come.
+        self.settled = False
+        self._mount_row = 0  # where the cursor was put on mount, to see whether the person moved it
 
     def compose(self) -> ComposeResult:
         app = self.app
@@ -103,11 +106,14 @@ class ProgramPicker(Screen[None]):
             table.move_cursor(row=table.get_row_index(app.program_name))
         elif app.program_name:
             self.set_status(f"no program called '{app.program_name}'", error=True)
+        self._mount_row = table.cursor_row
         self.show_details()
         self.update_belt()
         self.set_interval(1.0, self.update_belt)
         if app.core.record:
             self.suggest()
+        else:
+            self.settled = True
 
     @work(thread=True, exclusive=True, group="suggest")
     def suggest(self) -> None:
@@ -119,12 +125,17 @@ class ProgramPicker(Screen[None]):
             suggested = next_plan(sessions, now=datetime.now(UTC), safety=app.safety,
                                   programs=app.programs)
         except Exception as exc:  # one line, never a traceback
-            self.app.call_from_thread(self.notify, f"No suggestion: {one_line(exc)}",
-                                      title="History", severity="warning", markup=False)
+            self.app.call_from_thread(self.no_suggestion, one_line(exc))
             return
         self.app.call_from_thread(self.show_suggestion, suggested)
 
+    def no_suggestion(self, reason: str) -> None:
+        self.settled = True
+        self.notify(f"No suggestion: {reason}", title="History", severity="warning",
+                    markup=False)
+
     def show_suggestion(self, suggested: Plan) -> None:
+        self.settled = True
         if not self.is_mounted:
             return  # the picker was left while the plan was being made
         line = self.query_one("#picker-suggestion", Static)
@@ -139,7 +150,9 @@ class ProgramPicker(Screen[None]):
                 self.suggestion = program
                 table.add_row(NEXT, minutes(program.duration_s), minutes(program.backward_s),
                               "suggested", key=NEXT)
-                if not self.app.program_name:
+                # Onto the suggestion only if the person hasn't already chosen a row: a
+                # cursor that jumps just as Enter is pressed would start another program.
+                if not self.app.program_name and table.cursor_row == self._mount_row:
                     table.move_cursor(row=table.get_row_index(NEXT))
         line.update(one_line(text))
         line.display = True
