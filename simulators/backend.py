@@ -78,6 +78,7 @@ class SimulatedBleakClient(BaseBleakClient):
         self._wanted = None if services is None else {normalize_uuid_str(s) for s in services}
         self._peripheral: radio.Peripheral | None = None
         self._connected = False
+        self._encrypted = False  # after pair(), for a control point that needs encryption
         self._callbacks: dict[str, NotifyCallback] = {}
 
     # ---- connection ----------------------------------------------------------------------
@@ -136,11 +137,15 @@ class SimulatedBleakClient(BaseBleakClient):
 
     def _teardown(self) -> None:
         self._connected = False
+        self._encrypted = False
         self.services = None  # type: ignore[assignment]
         self._callbacks.clear()
 
     async def pair(self, *args: Any, **kwargs: Any) -> None:
-        """Nothing to do: simulated devices need no bonding."""
+        """"Just Works" pairing: one round trip, then the link is encrypted."""
+        self._link()
+        await self._round_trip()
+        self._encrypted = True
 
     async def unpair(self) -> None:
         """Unpairing also disconnects (as on BlueZ and WinRT)."""
@@ -199,7 +204,9 @@ class SimulatedBleakClient(BaseBleakClient):
             await asyncio.sleep(0)
             return
         try:
-            peripheral.link_write(characteristic.uuid, bytes(memoryview(data)))
+            peripheral.link_write(
+                characteristic.uuid, bytes(memoryview(data)), encrypted=self._encrypted
+            )
         finally:
             # The response (or ATT error) comes back one round trip later; an indication sent
             # by the server is delivered meanwhile (see Profile.indicate_before_write_returns).

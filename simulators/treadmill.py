@@ -8,7 +8,7 @@ import itertools
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
@@ -19,11 +19,18 @@ from simulators.backend import SimulatedBleakClient, SimulatedBleakScanner
 from simulators.faults import Fault, FaultKind, parse_fault
 from simulators.gatt import CharacteristicSpec, Event, FtmsServer, LinkDropped, Notification
 from simulators.model import TreadmillModel
-from simulators.profiles import Profile, get_profile
+from simulators.profiles import Profile, Quirk, get_profile
 from simulators.trace import TraceTarget, TraceWriter
 from treadmill import ftms
 from treadmill.ftms import Range
 
+if TYPE_CHECKING:
+    from simulators.att_server import AttPeripheral
+
+type Transport = Literal["gatt", "att"]
+TRANSPORTS: tuple[Transport, ...] = ("gatt", "att")
+ATT_INSTALL_HINT = "the ATT transport needs Bumble: pip install 'backward-treadmill[att]'"
+DEFAULT_ATT_MTU = 23  # the ATT default; a client may exchange a larger one, up to `mtu`
 TRACE_HZ = 10.0  # ground-truth samples per second of loop time (telemetry is 1-10 Hz)
 
 _serials = itertools.count(1)
@@ -73,6 +80,13 @@ class VirtualTreadmill:
     notifications are enabled; it is cancelled on disconnect and close(). A disconnect does not
     stop the belt (real consoles keep running; control simply goes back to the console).
 
+    `transport` is how clients reach it: "gatt" (the default) hands GATT operations straight to
+    the server (simulators/backend.py); "att" serves it with Bumble over a simulated LE link
+    (simulators/att_server.py, att_backend.py, air.py), with `mtu` (the largest ATT MTU the
+    treadmill accepts; 23 means it never goes past the default) and `connection_interval_ms`
+    of air time per connection event. `encrypted_control_point` makes the control point
+    refuse writes on a link that is not encrypted (pairing "Just Works" encrypts it).
+
     `belt_kmh` / `incline_pct` make a machine that is already moving / tilted before anyone
     connects (running at that speed, no countdown). `trace` (a path or a text stream) gets the
     machine's physical truth as JSON lines (simulators/trace.py): a sample every 1/TRACE_HZ s
@@ -95,9 +109,25 @@ class VirtualTreadmill:
         belt_kmh: float = 0.0,
         incline_pct: float = 0.0,
         trace: TraceTarget | None = None,
+        transport: Transport = "gatt",
+        mtu: int = DEFAULT_ATT_MTU,
+        connection_interval_ms: float | None = None,
+        encrypted_control_point: bool = False,
     ) -> None:
+        if transport not in TRANSPORTS:
+            raise ValueError(f"unknown transport {transport!r} (choose gatt or att)")
+        if not 23 <= mtu <= 517:
+            raise ValueError(f"ATT MTU must be 23–517, not {mtu}")
         base = profile if isinstance(profile, Profile) else get_profile(profile)
         self.profile = base if notify_hz is None else replace(base, notify_hz=notify_hz)
+        if encrypted_control_point:
+            self.profile = replace(
+                self.profile, quirks=self.profile.quirks | {Quirk.ENCRYPTED_CONTROL_POINT}
+            )
+        self.transport: Transport = transport
+        self.att: AttPeripheral | None = None
+        if transport == "att":
+            self._use_att(mtu, connection_interval_ms)
         self.address = (address or _next_address()).upper()
         self.name = name or f"SIM Treadmill {self.profile.name}"
         self.rssi = rssi
@@ -128,6 +158,23 @@ class VirtualTreadmill:
             raise
         if created is not None:
             self._start_trace()
+            if self.att is not None:  # on the air at once, as a powered-on machine is
+                task = asyncio.get_running_loop().create_task(self.att.started())
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    def _use_att(self, mtu: int, connection_interval_ms: float | None) -> None:
+        try:
+            from simulators.att_backend import AttBleakClient, AttBleakScanner
+            from simulators.att_server import AttPeripheral
+        except ImportError as exc:  # Bumble is an optional extra
+            raise RuntimeError(ATT_INSTALL_HINT) from exc
+        from simulators.air import DEFAULT_CONNECTION_INTERVAL_MS
+
+        interval = connection_interval_ms or DEFAULT_CONNECTION_INTERVAL_MS
+        self.att = AttPeripheral(self, mtu=mtu, connection_interval_ms=interval)
+        self.client_backend: Any = AttBleakClient
+        self.scanner_backend: Any = AttBleakScanner
 
     def __repr__(self) -> str:
         return f"<VirtualTreadmill {self.profile.name} {self.address}>"
@@ -243,6 +290,8 @@ class VirtualTreadmill:
             timer.cancel()
         self._fault_timers.clear()
         self._drop_link()
+        if self.att is not None:
+            self.att.close()
         radio.unregister(self)
         self._stop_trace()
 
@@ -355,17 +404,17 @@ class VirtualTreadmill:
     def link_read(self, uuid: str) -> bytes:
         return self.server.read(uuid, _now())
 
-    def link_write(self, uuid: str, data: bytes) -> None:
+    def link_write(self, uuid: str, data: bytes, *, encrypted: bool = False) -> None:
         now = _now()
         try:
-            events = self.server.write(uuid, data, now)
+            events = self.server.write(uuid, data, now, encrypted=encrypted)
         except BleakGATTProtocolError as exc:
             if uuid == ftms.CONTROL_POINT:
                 self._trace_write(now, data, None, int(exc.code))
             raise
         if uuid == ftms.CONTROL_POINT:
             self._trace_write(now, data, events)
-        if not self.profile.indicate_before_write_returns:
+        if not self.profile.indicate_before_write_returns and self.transport == "gatt":
             # Hold answers until just after the write response is back at the client.
             late = self.profile.att_latency_s + 0.001
             events = [

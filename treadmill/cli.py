@@ -226,8 +226,40 @@ def user_errors[**P, T](func: Callable[P, T]) -> Callable[P, T]:
     return wrapper
 
 
+_SIM_LINK_OPTIONS = ("sim_transport", "sim_mtu", "sim_connection_interval",
+                     "sim_encrypted_control_point")
+
+
 def simulator_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--simulate and the options that shape the simulated treadmill."""
+
+    command = func
+
+    @functools.wraps(command)
+    def keep_link_options(*args: Any, **kwargs: Any) -> Any:
+        # How the simulator is reached (transport, MTU, interval, encryption) matters only
+        # where it is built: kept on the click context for _sim_options, so every command
+        # gets them without naming them.
+        ctx = click.get_current_context()
+        for name in _SIM_LINK_OPTIONS:
+            ctx.meta[name] = kwargs.pop(name, None)
+        return command(*args, **kwargs)
+
+    func = keep_link_options
+    func = click.option(
+        "--sim-encrypted-control-point", is_flag=True, default=False,
+        help="The simulated control point needs an encrypted link (pairing, Just Works).")(func)
+    func = click.option(
+        "--sim-connection-interval", type=FiniteFloatRange(7.5, 4000), default=None,
+        metavar="MS", help="ATT transport: air time per connection event (default 30 ms).")(func)
+    func = click.option(
+        "--sim-mtu", type=click.IntRange(23, 517), default=23, show_default=True,
+        help="ATT transport: the largest ATT MTU the simulated treadmill accepts.")(func)
+    func = click.option(
+        "--sim-transport", type=click.Choice(["gatt", "att"]), default="gatt",
+        show_default=True,
+        help="How the simulator is reached: gatt (direct) or att (a simulated Bluetooth LE "
+             "link through Bumble; needs the [att] extra).")(func)
     func = click.option(
         "--sim-trace", metavar="FILE", default=None,
         help="Write the simulated machine's physical state (belt, incline, every "
@@ -248,7 +280,15 @@ def simulator_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _sim_options(profile: str, faults: tuple[str, ...], notify_hz: float | None,
                  trace: str | None = None) -> SimulatorOptions:
-    return SimulatorOptions(profile=profile, faults=faults, notify_hz=notify_hz, trace=trace)
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    return SimulatorOptions(
+        profile=profile, faults=faults, notify_hz=notify_hz, trace=trace,
+        transport=meta.get("sim_transport") or "gatt",
+        mtu=meta.get("sim_mtu") or 23,
+        connection_interval_ms=meta.get("sim_connection_interval"),
+        encrypted_control_point=bool(meta.get("sim_encrypted_control_point")),
+    )
 
 
 @click.group(invoke_without_command=True)

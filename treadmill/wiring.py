@@ -36,6 +36,10 @@ class SimulatorOptions:
     faults: tuple[str, ...] = ()
     notify_hz: float | None = None
     trace: str | None = None  # --sim-trace FILE: the simulated machine's ground truth (JSON lines)
+    transport: str = "gatt"  # --sim-transport: "att" serves it over a simulated LE link (Bumble)
+    mtu: int = 23  # --sim-mtu: the largest ATT MTU the simulated treadmill accepts (att only)
+    connection_interval_ms: float | None = None  # --sim-connection-interval (att only)
+    encrypted_control_point: bool = False  # --sim-encrypted-control-point
 
 
 def check_simulator_options(options: SimulatorOptions) -> None:
@@ -57,8 +61,12 @@ def make_simulator(options: SimulatorOptions, address: str | None = None) -> Vir
     try:
         faults = [parse_fault(text) for text in options.faults]
         return VirtualTreadmill(options.profile, faults=faults, notify_hz=options.notify_hz,
-                                address=address, trace=options.trace)
-    except ValueError as exc:
+                                address=address, trace=options.trace,
+                                transport=options.transport,  # type: ignore[arg-type]
+                                mtu=options.mtu,
+                                connection_interval_ms=options.connection_interval_ms,
+                                encrypted_control_point=options.encrypted_control_point)
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: no Bumble for --sim-transport att
         raise TreadmillError(str(exc)) from exc
 
 
