@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from bleak.exc import BleakGATTProtocolError, BleakGATTProtocolErrorCode
 
 from simulators.faults import FORCED_RESULTS, PACKET_FAULTS, Fault, FaultKind
-from simulators.model import OperationRefused, TreadmillModel
+from simulators.model import MachineState, OperationRefused, TreadmillModel
 from simulators.profiles import Profile, Quirk
 from treadmill import ftms
 from treadmill.ftms import (
@@ -22,6 +22,7 @@ from treadmill.ftms import (
     StopPause,
     TargetFeature,
     TrainingStatusCode,
+    TreadmillData,
 )
 
 CCCD_NOTIFY = 0x0001
@@ -34,6 +35,11 @@ BUSY_TOLERANCE_S = 1e-6
 LONG_PACKET_TAIL = b"\x63\x00\x00"  # like the CS-WP8's step count behind reserved flag bit 13
 # A fixed order (not the frozenset's) so that combined packet faults are reproducible.
 _GARBLES = (FaultKind.CORRUPT_PACKET, FaultKind.SHORT_PACKET, FaultKind.LONG_PACKET)
+# What one notification carries at the default ATT MTU (23, less the 3-byte header).
+DEFAULT_ATT_PAYLOAD = 20
+# The parts of a split record go out one after the other (as in consecutive connection
+# events): each one this much after the one before, so they can never swap places.
+SPLIT_PART_GAP_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,49 @@ def _clamp_snap(value: float, r: Range) -> float:
     return snapped
 
 
+def split_record(sample: TreadmillData, limit: int = DEFAULT_ATT_PAYLOAD) -> list[TreadmillData]:
+    """`sample` as newer firmware sends it over a small MTU: parts of at most `limit` bytes.
+
+    Every field but the instantaneous speed is packed greedily, in wire order, into parts
+    that go out with More Data = 1 (so without speed); the last of them also takes the speed
+    and goes out with More Data = 0 if it has room and is not the only one, else the speed
+    gets a final part of its own. A record with nothing but speed is not split."""
+    values = sample.values()
+    speed = values.pop("speed_kmh", None)
+    groups: dict[int, dict[str, float | int]] = {}  # flag bit -> its fields, in wire order
+    for name, value in values.items():
+        flags = ftms.encode_treadmill_data(TreadmillData(**{name: value}))[:2]  # type: ignore[arg-type]
+        bit = (int.from_bytes(flags, "little") & ~1).bit_length() - 1
+        groups.setdefault(bit, {})[name] = value
+    if not groups:
+        return [sample]
+
+    def size(fields: dict[str, float | int]) -> int:
+        return len(ftms.encode_treadmill_data(TreadmillData(**fields)))  # type: ignore[arg-type]
+
+    parts: list[dict[str, float | int]] = [{}]
+    for bit in sorted(groups):
+        if parts[-1] and size(parts[-1] | groups[bit]) > limit:
+            parts.append({})
+        parts[-1] |= groups[bit]
+    if speed is not None:
+        if len(parts) > 1 and size(parts[-1] | {"speed_kmh": speed}) <= limit:
+            parts[-1] |= {"speed_kmh": speed}
+        else:
+            parts.append({"speed_kmh": speed})
+    return [TreadmillData(**fields) for fields in parts]  # type: ignore[arg-type]
+
+
+def _tenths(metres: float) -> float:
+    """An elevation in 0.1 m, kept below the 0x7FFF that machines use for "not available"."""
+    return min(round(metres, 1), 3276.6)
+
+
+def _sint16(value: float) -> int:
+    """Force or power as a sint16, kept off its 0x7FFF "not available" marker."""
+    return max(-0x7FFF, min(round(value), 0x7FFE))
+
+
 def _garble(kind: FaultKind, data: bytes) -> bytes:
     if kind is FaultKind.CORRUPT_PACKET:
         return bytes(b ^ 0xFF for b in data)
@@ -107,7 +156,17 @@ class FtmsServer:
     - Machine Status: 0x04 after a Start/Resume that started the belt (control point or console),
       0x05/0x06 with the new (step-rounded) value after every accepted target change, 0x01 after
       Reset, 0x03 safety key, 0xFF control lost. 0x02 (stopped/paused by user) is sent ONLY for
-      stops at the console, never after a control-point Stop/Pause.
+      stops at the console, never after a control-point Stop/Pause (unless the profile has
+      STATUS_AFTER_CONTROL_STOP: then also after a control-point Stop/Pause that stopped or
+      paused the belt, after the indication).
+    - Redundant commands (Start while running, Stop at rest, Pause when not running) succeed
+      and change nothing; with REDUNDANT_OP_FAILED they are answered 0x04 instead.
+    - ENCRYPTED_CONTROL_POINT: a write to the control point or its CCCD over a link the
+      transport says is not encrypted (`encrypted=False`) raises ATT error 0x0F.
+    - Bytes on the air: MORE_DATA_SPLIT sends each Treadmill Data record as parts of at most
+      20 bytes (`split_record`), TRUNCATE_AT_20 cuts every notification after 20 bytes. Without
+      either a record may be longer than 20 bytes (gym-full: 34): the transport must have a
+      large enough MTU for it (the GATT-level one has no MTU).
     - Targets are validated against the advertised ranges (outside: 0x03) and rounded to the
       increment. A speed set while not running is kept for the next Start (see model.py).
     - A write that is executed but whose answer is delayed or lost (faults) still took effect.
@@ -169,6 +228,12 @@ class FtmsServer:
             MachineFeature.EXPENDED_ENERGY: reports.energy,
             MachineFeature.HEART_RATE: reports.heart_rate,
             MachineFeature.ELAPSED_TIME: reports.elapsed_time,
+            MachineFeature.AVERAGE_SPEED: reports.average_speed,
+            MachineFeature.ELEVATION_GAIN: reports.elevation_gain,
+            MachineFeature.PACE: reports.pace,
+            MachineFeature.METABOLIC_EQUIVALENT: reports.met,
+            MachineFeature.REMAINING_TIME: reports.remaining_time,
+            MachineFeature.FORCE_ON_BELT_AND_POWER: reports.force_and_power,
         }
         machine = sum(1 << bit for bit, on in bits.items() if on)
         target = 1 << TargetFeature.SPEED
@@ -323,15 +388,26 @@ class FtmsServer:
     def cccd(self, uuid: str) -> int:
         return self._cccd.get(uuid, 0)
 
-    def set_cccd(self, uuid: str, value: int) -> None:
+    def set_cccd(self, uuid: str, value: int, *, encrypted: bool = True) -> None:
+        """A CCCD write; `encrypted`: whether the link is encrypted (the transport knows)."""
+        if uuid == ftms.CONTROL_POINT:
+            self._check_encryption(encrypted)
         self._cccd[uuid] = value
+
+    def _check_encryption(self, encrypted: bool) -> None:
+        if not encrypted and self.profile.has(Quirk.ENCRYPTED_CONTROL_POINT):
+            raise BleakGATTProtocolError(BleakGATTProtocolErrorCode.INSUFFICIENT_ENCRYPTION)
 
     # ---- control point -------------------------------------------------------------------
 
-    def write(self, uuid: str, data: bytes, now: float) -> list[Event]:
-        """A write request: raises BleakGATTProtocolError for ATT-level errors."""
+    def write(self, uuid: str, data: bytes, now: float, *, encrypted: bool = True) -> list[Event]:
+        """A write request: raises BleakGATTProtocolError for ATT-level errors.
+
+        `encrypted`: whether the link is encrypted (the transport knows). A write refused for
+        want of encryption never reaches the console, so it is not in `control_log`."""
         if uuid != ftms.CONTROL_POINT:
             raise BleakGATTProtocolError(BleakGATTProtocolErrorCode.WRITE_NOT_PERMITTED)
+        self._check_encryption(encrypted)
         self.control_log.append((now, data))
         if not self._cccd.get(uuid, 0) & CCCD_INDICATE:
             raise BleakGATTProtocolError(BleakGATTProtocolErrorCode.CCCD_IMPROPERLY_CONFIGURED)
@@ -362,7 +438,7 @@ class FtmsServer:
         if self._window(FaultKind.NO_INDICATION, now):
             self._busy_until = now + PROCEDURE_TIMEOUT_S
             return []
-        data = ftms.encode_control_response(op, result)
+        data = self._air(ftms.encode_control_response(op, result))
         if late := self._window(FaultKind.DELAY_INDICATION, now):
             self._busy_until = now + late.amount
             return [Notification(ftms.CONTROL_POINT, data, late.amount, self._procedure)]
@@ -425,6 +501,8 @@ class FtmsServer:
         return ResultCode.SUCCESS, self._status(MachineStatusOp.TARGET_INCLINE_CHANGED, pct)
 
     def _start(self, req: ControlRequest, now: float) -> tuple[ResultCode, list[Event]]:
+        if self.profile.has(Quirk.REDUNDANT_OP_FAILED) and self.model.running:
+            return ResultCode.OPERATION_FAILED, []  # already started (or counting down)
         try:
             started = self.model.start(now)
         except OperationRefused:
@@ -433,14 +511,20 @@ class FtmsServer:
         return ResultCode.SUCCESS, status + self._training()
 
     def _stop_pause(self, req: ControlRequest, now: float) -> tuple[ResultCode, list[Event]]:
-        if req.value == StopPause.STOP:
-            self.model.stop(now)
-        elif req.value == StopPause.PAUSE:
-            self.model.pause(now)
-        else:
+        m = self.model
+        if req.value not in (StopPause.STOP, StopPause.PAUSE):
             return ResultCode.INVALID_PARAMETER, []
-        # By design no 0x02 status here: that one means "stopped at the console" (class doc).
-        return ResultCode.SUCCESS, self._training()
+        if self.profile.has(Quirk.REDUNDANT_OP_FAILED):
+            # A belt still coasting after a Stop is still stopping: a Stop then is not redundant.
+            at_rest = m.state is MachineState.IDLE and not m.moving
+            if at_rest if req.value == StopPause.STOP else not m.running:
+                return ResultCode.OPERATION_FAILED, []
+        changed = m.stop(now) if req.value == StopPause.STOP else m.pause(now)
+        # By default no 0x02 status here: that one means "stopped at the console" (class doc).
+        status: list[Event] = []
+        if changed and self.profile.has(Quirk.STATUS_AFTER_CONTROL_STOP):
+            status = self._status(MachineStatusOp.STOPPED_OR_PAUSED_BY_USER, req.value)
+        return ResultCode.SUCCESS, status + self._training()
 
     # ---- notifications -------------------------------------------------------------------
 
@@ -450,7 +534,13 @@ class FtmsServer:
     def _raw_status(self, data: bytes) -> list[Event]:
         if self.profile.has(Quirk.NO_STATUS) or not self._cccd.get(ftms.MACHINE_STATUS):
             return []
-        return [Notification(ftms.MACHINE_STATUS, data)]
+        return [Notification(ftms.MACHINE_STATUS, self._air(data))]
+
+    def _air(self, data: bytes) -> bytes:
+        """What of a notification's bytes gets onto the air."""
+        if self.profile.has(Quirk.TRUNCATE_AT_20):
+            return data[:DEFAULT_ATT_PAYLOAD]
+        return data
 
     def _training_bytes(self) -> bytes:
         m = self.model
@@ -468,10 +558,11 @@ class FtmsServer:
         self._training_sent = data
         if not self._cccd.get(ftms.TRAINING_STATUS):
             return []
-        return [Notification(ftms.TRAINING_STATUS, data)]
+        return [Notification(ftms.TRAINING_STATUS, self._air(data))]
 
     def telemetry(self, now: float) -> list[Event]:
-        """The Treadmill Data notification due now (none when silent or dropped)."""
+        """The Treadmill Data notifications due now: one record, in parts with MORE_DATA_SPLIT
+        (none when silent or dropped). A one-shot packet fault garbles the next part only."""
         m = self.model
         m.advance_to(now)
         if not self._cccd.get(ftms.TREADMILL_DATA):
@@ -480,12 +571,20 @@ class FtmsServer:
             return []
         if self._window(FaultKind.DROP_NOTIFICATIONS, now):
             return []
-        data = ftms.encode_treadmill_data(self._sample())
-        for kind in _GARBLES:
-            if self._window(kind, now) or self._take_one_shot(kind):
-                data = _garble(kind, data)
+        sample = self._sample()
+        parts = split_record(sample) if self.profile.has(Quirk.MORE_DATA_SPLIT) else [sample]
         late = self._window(FaultKind.DELAY_NOTIFICATIONS, now)
-        return [Notification(ftms.TREADMILL_DATA, data, late.amount if late else 0.0)]
+        delay = late.amount if late else 0.0
+        events: list[Event] = []
+        for i, part in enumerate(parts):
+            data = ftms.encode_treadmill_data(part)
+            for kind in _GARBLES:
+                if self._window(kind, now) or self._take_one_shot(kind):
+                    data = _garble(kind, data)
+            events.append(
+                Notification(ftms.TREADMILL_DATA, self._air(data), delay + i * SPLIT_PART_GAP_S)
+            )
+        return events
 
     def _take_one_shot(self, kind: FaultKind) -> bool:
         if not self._one_shots.get(kind):
@@ -493,7 +592,7 @@ class FtmsServer:
         self._one_shots[kind] -= 1
         return True
 
-    def _sample(self) -> ftms.TreadmillData:
+    def _sample(self) -> TreadmillData:
         """What the console puts in Treadmill Data now (counts frames for stray zeros)."""
         m = self.model
         reports = self.profile.reports
@@ -504,14 +603,27 @@ class FtmsServer:
                 speed = 0.0
         incline = round(m.incline_pct, 1) if self._report_incline else None
         per_hour = min(round(m.energy_per_hour_kcal), 0xFFFE) if reports.energy else None
-        return ftms.TreadmillData(
+        elapsed = min(int(m.elapsed_s), 0xFFFF)
+        avg = round(m.average_speed_kmh, 2)
+        limit = self.profile.session_limit_s or 0.0
+        # FTMS's pace fields are uint8 in 0.1 km/min (sic: so 0.0 or 0.1 at walking speeds).
+        return TreadmillData(
             speed_kmh=speed,
+            avg_speed_kmh=min(avg, 655.35) if reports.average_speed else None,
             distance_m=min(int(m.distance_m), 0xFFFFFF) if reports.distance else None,
             incline_pct=incline,
             ramp_deg=None if incline is None else round(math.degrees(math.atan(incline / 100)), 1),
+            elevation_gain_pos_m=_tenths(m.elevation_gain_m) if reports.elevation_gain else None,
+            elevation_gain_neg_m=_tenths(m.elevation_loss_m) if reports.elevation_gain else None,
+            pace_inst=min(round(speed / 60, 1), 25.4) if reports.pace else None,
+            pace_avg=min(round(avg / 60, 1), 25.4) if reports.pace else None,
             energy_total_kcal=min(int(m.energy_kcal), 0xFFFE) if reports.energy else None,
             energy_per_hour_kcal=per_hour,
             energy_per_min_kcal=None if per_hour is None else min(round(per_hour / 60), 0xFE),
             heart_rate_bpm=min(round(m.heart_rate_bpm), 0xFF) if reports.heart_rate else None,
-            elapsed_s=min(int(m.elapsed_s), 0xFFFF) if reports.elapsed_time else None,
+            met=min(round(m.met, 1), 25.4) if reports.met else None,
+            elapsed_s=elapsed if reports.elapsed_time else None,
+            remaining_s=max(0, round(limit) - elapsed) if reports.remaining_time else None,
+            force_n=_sint16(m.force_n) if reports.force_and_power else None,
+            power_w=_sint16(m.power_w) if reports.force_and_power else None,
         )

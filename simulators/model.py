@@ -12,6 +12,7 @@ REST_HR_BPM = 65.0
 MAX_HR_BPM = 190.0
 HR_TAU_S = 30.0  # heart rate follows effort with a first-order lag
 RUNNING_GAIT_KMH = 8.0  # above this, ACSM's running equation instead of walking
+GRAVITY_M_S2 = 9.81
 
 
 class MachineState(StrEnum):
@@ -93,6 +94,8 @@ class TreadmillModel:
         self._distance_m = 0.0
         self._elapsed_s = 0.0
         self._energy_kcal = 0.0
+        self._climb_m = 0.0  # elevation gained / lost along the belt this session
+        self._descent_m = 0.0
         self._hr = REST_HR_BPM
 
     # ---- state for assertions and telemetry ----------------------------------------------
@@ -158,6 +161,45 @@ class TreadmillModel:
         return _vo2(self._speed, self._incline / 100) * _kcal_per_ml_kg() * 60
 
     @property
+    def elevation_gain_m(self) -> float:
+        """Height climbed this session (distance times grade, uphill parts)."""
+        return self._climb_m
+
+    @property
+    def elevation_loss_m(self) -> float:
+        """Height descended this session (downhill parts, a positive number)."""
+        return self._descent_m
+
+    @property
+    def average_speed_kmh(self) -> float:
+        """Distance over workout time this session (0 before the belt has moved)."""
+        if self._elapsed_s <= 0.0:
+            return 0.0
+        return self._distance_m / self._elapsed_s * 3.6
+
+    @property
+    def met(self) -> float:
+        """Metabolic equivalent of the current effort (0 when not running, like per-hour energy)."""
+        if not self.running:
+            return 0.0
+        return _vo2(self._speed, self._incline / 100) / 3.5
+
+    @property
+    def power_w(self) -> float:
+        """The walker's power against the slope, m·g·v·sin(angle) (0 on the flat and when not
+        running; negative downhill)."""
+        if not self.running:
+            return 0.0
+        return self.force_n * self._speed / 3.6
+
+    @property
+    def force_n(self) -> float:
+        """The slope's share of the walker's weight along the belt, m·g·sin(angle)."""
+        if not self.running or not self.moving:
+            return 0.0
+        return WEIGHT_KG * GRAVITY_M_S2 * math.sin(math.atan(self._incline / 100))
+
+    @property
     def heart_rate_bpm(self) -> float:
         return self._hr
 
@@ -210,6 +252,11 @@ class TreadmillModel:
             ml_kg = 3.5 * dt / 60 + dist_m * (horizontal + vertical * grade)
             self._energy_kcal += ml_kg * _kcal_per_ml_kg()
         self._distance_m += dist_m
+        rise = dist_m * (g0 + g1) / 200  # the piece's midpoint grade
+        if rise > 0:
+            self._climb_m += rise
+        else:
+            self._descent_m -= rise
         effort = _vo2(v1, g1 / 100) / 3.5 if active else 1.0
         hr_goal = min(MAX_HR_BPM, REST_HR_BPM + 9.0 * (effort - 1.0))
         self._hr = hr_goal + (self._hr - hr_goal) * math.exp(-dt / HR_TAU_S)
@@ -226,6 +273,7 @@ class TreadmillModel:
             return False
         if self._state is MachineState.IDLE:
             self._distance_m = self._elapsed_s = self._energy_kcal = 0.0
+            self._climb_m = self._descent_m = 0.0
         self._target = self.profile.speed.minimum if self._pending is None else self._pending
         self._pending = None
         self._state = MachineState.RUNNING
