@@ -103,7 +103,10 @@ class BeltTracker:
         self.frame_speed = accepted
         self.measured = accepted
         if accepted <= ZERO_KMH:
-            self.seen_zero = True
+            # Only a zero read while the belt is told to rest shows "reports 0 when still":
+            # machines silent when stopped still send 0 during a start countdown.
+            if self.command is not BeltCommand.RUN:
+                self.seen_zero = True
             if self.zero_since is None:
                 self.zero_since = now
         else:

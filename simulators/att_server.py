@@ -119,9 +119,9 @@ class AttPeripheral:
         await device.power_on()
         self._keep_advertising()
 
-    def _forget_loop(self) -> None:
-        """Drop what belonged to an earlier (closed) loop."""
-        for task in self._tasks:
+    def _forget_loop(self, *, cancel: bool = True) -> None:
+        """Drop what belonged to this device (on an earlier loop: to a closed loop)."""
+        for task in self._tasks if cancel else ():
             with contextlib.suppress(RuntimeError):
                 task.cancel()
         self._tasks.clear()
@@ -138,7 +138,9 @@ class AttPeripheral:
         if connection is not None and self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(Exception):
                 self._loop.create_task(connection.disconnect())
-        self._forget_loop()
+        # Not cancelled: a task halfway through an HCI command would leave its answer to a
+        # cancelled future. The advertiser ends by itself once the treadmill is closed.
+        self._forget_loop(cancel=False)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
