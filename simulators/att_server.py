@@ -23,6 +23,7 @@ from bumble.host import Host
 from bumble.transport.common import AsyncPipeSink
 
 from simulators import air
+from simulators.profiles import Quirk
 from treadmill import ftms
 
 if TYPE_CHECKING:
@@ -172,6 +173,15 @@ class AttPeripheral:
             by_service.setdefault(spec.service, []).append(char)
         for service, chars in by_service.items():
             device.add_service(gatt.Service(bumble_uuid(service), chars))
+        control_point = self._characteristics.get(ftms.CONTROL_POINT)
+        if control_point is not None and self.treadmill.profile.has(Quirk.ENCRYPTED_CONTROL_POINT):
+            control_point.permissions |= att.Attribute.WRITE_REQUIRES_ENCRYPTION
+            # Its CCCD too: Bumble made it with the characteristic, right behind the value.
+            cccd = gatt.GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR
+            for attribute in device.gatt_server.attributes:
+                if (control_point.handle < attribute.handle <= control_point.end_group_handle
+                        and attribute.type == cccd):
+                    attribute.permissions |= att.Attribute.WRITE_REQUIRES_ENCRYPTION
 
     def _reader(self, uuid: str) -> Callable[[Connection], bytes]:
         def read(_connection: Connection) -> bytes:
@@ -202,7 +212,11 @@ class AttPeripheral:
             if connection is not self.connection:
                 return
             value = (1 if notify else 0) | (2 if indicate else 0)
-            self.treadmill.link_set_cccd(uuid, value)
+            try:
+                self.treadmill.link_set_cccd(uuid, value,
+                                             encrypted=bool(connection.is_encrypted))
+            except BleakGATTProtocolError as exc:  # Bumble checked the permissions first
+                log.warning("CCCD write for %s refused: %s", uuid, exc)
 
         return subscription
 

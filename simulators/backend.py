@@ -232,13 +232,17 @@ class SimulatedBleakClient(BaseBleakClient):
             raise BleakError(f"{characteristic.uuid} does not support notify or indicate")
         self._callbacks[characteristic.uuid] = callback
         await self._round_trip()
-        peripheral.link_set_cccd(characteristic.uuid, value)
+        try:
+            peripheral.link_set_cccd(characteristic.uuid, value, encrypted=self._encrypted)
+        except BleakGATTProtocolError:
+            self._callbacks.pop(characteristic.uuid, None)
+            raise
 
     async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
         peripheral = self._link()
         self._callbacks.pop(characteristic.uuid, None)
         await self._round_trip()
-        peripheral.link_set_cccd(characteristic.uuid, 0)
+        peripheral.link_set_cccd(characteristic.uuid, 0, encrypted=self._encrypted)
 
 
 class SimulatedBleakScanner(BaseBleakScanner):

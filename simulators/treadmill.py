@@ -428,8 +428,8 @@ class VirtualTreadmill:
     def link_cccd(self, uuid: str) -> int:
         return self.server.cccd(uuid)
 
-    def link_set_cccd(self, uuid: str, value: int) -> None:
-        self.server.set_cccd(uuid, value)
+    def link_set_cccd(self, uuid: str, value: int, *, encrypted: bool = False) -> None:
+        self.server.set_cccd(uuid, value, encrypted=encrypted)
         if uuid != ftms.TREADMILL_DATA:
             return
         if value and self._telemetry is None:

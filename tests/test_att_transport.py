@@ -110,7 +110,7 @@ async def test_packets_on_the_air_are_counted_over_att(make_sim):
 
 async def test_an_encrypted_control_point_refuses_an_unpaired_write(make_sim):
     sim = make_sim(encrypted_control_point=True)
-    probe = await Probe.connect(sim)
+    probe = await Probe.connect(sim, subscribe=(ftms.TREADMILL_DATA,))
     with pytest.raises(BleakGATTProtocolError) as error:
         await probe.client.write_gatt_char(ftms.CONTROL_POINT, ftms.encode_request_control(),
                                            response=True)
@@ -120,8 +120,9 @@ async def test_an_encrypted_control_point_refuses_an_unpaired_write(make_sim):
 
 async def test_pairing_just_works_and_opens_the_control_point(make_sim):
     sim = make_sim(encrypted_control_point=True)
-    probe = await Probe.connect(sim)
+    probe = await Probe.connect(sim, subscribe=(ftms.TREADMILL_DATA,))
     await probe.client.pair()
+    await probe.client.start_notify(ftms.CONTROL_POINT, probe._on_notify)
     assert await probe.result(ftms.encode_request_control()) == ftms.ResultCode.SUCCESS
 
 
@@ -193,3 +194,14 @@ async def test_an_hci_disconnect_in_every_phase_of_a_session(make_sim, phase):
         result = await runner.run()
     assert result.reason is EndReason.LINK_LOST, result
     assert "\n" not in result.message and result.message
+
+
+async def test_an_encrypted_control_point_refuses_an_unpaired_subscription(make_sim):
+    sim = make_sim(encrypted_control_point=True)
+    probe = Probe(sim.ble_device, sim.client_backend)
+    await probe.client.connect()
+    with pytest.raises(BleakGATTProtocolError) as error:
+        await probe.client.start_notify(ftms.CONTROL_POINT, lambda *_: None)
+    assert error.value.code == BleakGATTProtocolErrorCode.INSUFFICIENT_ENCRYPTION
+    await probe.client.pair()
+    await probe.client.start_notify(ftms.CONTROL_POINT, lambda *_: None)
