@@ -242,11 +242,13 @@ def test_short_packet_keeps_the_fields_that_fit():
     assert data.malformed and data.trailing == b"\x01\x02"
 
 
-def test_short_packet_stops_at_the_first_group_that_does_not_fit():
-    # speed, distance, incline+ramp (cut in the middle), elapsed time: only the first two.
+def test_a_short_packet_keeps_every_complete_field():
+    # speed, distance, incline+ramp (cut after the incline), elapsed time: the incline is
+    # whole, so it is kept; the ramp angle and elapsed time were cut off (firmware that cuts
+    # at 20 bytes does this).
     data = ftms.decode_treadmill_data(bytes.fromhex("0c04 2c01 0a0000 3200"))
-    assert data.values() == {"speed_kmh": 3.0, "distance_m": 10}
-    assert data.malformed and data.trailing == b"\x32\x00"
+    assert data.values() == {"speed_kmh": 3.0, "distance_m": 10, "incline_pct": 5.0}
+    assert data.malformed and data.missing == {"ramp_deg", "elapsed_s"}
 
 
 def test_trailing_bytes_are_kept_and_mark_the_packet_malformed():

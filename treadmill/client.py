@@ -2,18 +2,22 @@
 
 It owns the control-point procedure (Request Control before anything else, one procedure in
 flight at a time, an indication timeout, every non-success result as a typed error) and turns
-notifications into a stream of typed events. It never decides anything about safety and never
-acts on its own: in particular it never re-requests control after losing it. The only way to
-send it a command is an `ApprovedCommand`, which only the safety governor can mint.
+notifications into a stream of typed events (a Treadmill Data record split over two
+notifications is one sample). It never decides anything about safety and never acts on its
+own: in particular it never re-requests control after losing it. The only way to send it a
+command is an `ApprovedCommand`, which only the safety governor can mint. The one link-level
+step it takes unasked is pairing, once per connection, when the treadmill refuses a request
+until the link is encrypted (normally while connecting, before any command).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
 
 from bleak import BleakClient
 from bleak.backends.characteristic import BleakGATTCharacteristic
@@ -21,6 +25,7 @@ from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
 from bleak.exc import (
     BleakBluetoothNotAvailableError,
+    BleakDBusError,
     BleakDeviceNotFoundError,
     BleakError,
     BleakGATTProtocolError,
@@ -50,6 +55,7 @@ from treadmill.errors import (
     control_point_error,
 )
 from treadmill.events import ClientEvent, LinkLost, StatusEvent, TelemetrySample
+from treadmill.records import RecordAssembler
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,65 @@ SETUP_DROPPED = (
     "it dropped the connection while we were setting up (check it is on and in range, "
     "then try again)"
 )
+# Pairing at connect time may wait for a person (a code on the console, a system dialog).
+PAIR_TIMEOUT_S = 30.0
+# Learning the MTU is a nicety: it must never hold up (or fail) a connection.
+MTU_TIMEOUT_S = 2.0
+DEFAULT_ATT_MTU = 23  # 20 bytes per notification
+PAIRING_NOTICE = (
+    "the treadmill wants an encrypted connection: pairing with it now (confirm on the "
+    "treadmill or in the system's Bluetooth dialog if asked)"
+)
+PAIRED_NOTICE = "paired with the treadmill"
+PAIRING_ADVICE = "pair it in your system's Bluetooth settings, then try again"
+
+# ATT errors that pairing (an encrypted, possibly authenticated link) cures. Not 0x08
+# "insufficient authorization": that is the server's own permission, which bonding does not
+# grant.
+_PAIRING_CODES = frozenset({
+    BleakGATTProtocolErrorCode.INSUFFICIENT_AUTHENTICATION,
+    BleakGATTProtocolErrorCode.INSUFFICIENT_ENCRYPTION,
+    BleakGATTProtocolErrorCode.INSUFFICIENT_ENCRYPTION_KEY_SIZE,
+})
+# How backends say it in words: BlueZ turns ATT 0x05/0x0C/0x0F into
+# org.bluez.Error.NotPermitted "Not paired" (bleak 3.1 passes that on as a BleakDBusError).
+_PAIRING_WORDS = ("not paired", "insufficient authentication", "insufficient encryption")
+
+
+def needs_pairing(exc: BaseException) -> bool:
+    """Whether a bleak error says the link must be encrypted (paired) first."""
+    if isinstance(exc, BleakGATTProtocolError):
+        return exc.code in _PAIRING_CODES
+    if isinstance(exc, BleakDBusError):
+        if not exc.dbus_error.endswith(".NotPermitted"):
+            return False
+        text = str(exc.dbus_error_details or "")
+    elif isinstance(exc, BleakError):
+        text = " ".join(str(a) for a in exc.args)
+    else:
+        return False
+    return any(words in text.lower() for words in _PAIRING_WORDS)
+
+
+def _retrieve(task: asyncio.Future[object]) -> None:
+    """Done callback for a task nobody awaits: its failure is expected, not "never retrieved"."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()).rstrip(".")
+    return text or type(exc).__name__
+
+
+class PairingRequired(TreadmillError):
+    """The treadmill needs an encrypted (paired) link and pairing from here did not work: the
+    platform can't pair from an app (macOS: pairing happens in the system), or pairing failed
+    or timed out. `str()` is one line saying what to do."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"the treadmill needs pairing ({detail}): {PAIRING_ADVICE}")
 
 
 class ApprovalExpired(TreadmillError):
@@ -98,6 +163,11 @@ class DeviceInfo:
     features: ftms.Features = field(default_factory=lambda: ftms.Features(0, 0))
     speed_range: ftms.Range | None = None
     incline_range: ftms.Range | None = None
+    # The ATT MTU of this link, None where the backend can't tell (BlueZ without its private
+    # `_acquire_mtu`). At 23 a notification holds 20 bytes: longer records arrive split (More
+    # Data) or cut.
+    mtu: int | None = None
+    paired: bool = False  # the client paired with it while connecting (it asked for encryption)
 
     @property
     def reports_incline(self) -> bool:
@@ -228,6 +298,8 @@ class FtmsClient:
         max_queued_telemetry: int = 64,
         max_queued_status: int = DEFAULT_MAX_QUEUED_STATUS,
         approval_ttl_s: float = APPROVAL_TTL_S,
+        pair_timeout: float = PAIR_TIMEOUT_S,
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
         self._device = device
         self._backend = backend
@@ -246,6 +318,14 @@ class FtmsClient:
         self.training_status: ftms.TrainingStatus | None = None
         self.malformed_packets = 0
         self.notifications = 0
+        self._records = RecordAssembler()
+        self.pair_timeout = pair_timeout
+        # One-line news for the person (e.g. "pairing now"), called as it happens: the UI shows
+        # it. Also logged at WARNING, so the headless front ends show it too.
+        self.on_notice = on_notice
+        self._pairing: asyncio.Task[None] | None = None  # the one pair attempt per connection
+        self._mtu: int | None = None
+        self._mtu_task: asyncio.Future[object] | None = None  # a slow _acquire_mtu, left to run
 
     @property
     def address(self) -> str:
@@ -269,6 +349,20 @@ class FtmsClient:
         """Events waiting for the consumer."""
         return len(self._events)
 
+    @property
+    def incomplete_records(self) -> int:
+        """Treadmill Data records whose first part (More Data) came but whose end never did:
+        dropped, never reported (see RecordAssembler)."""
+        return self._records.orphans
+
+    @property
+    def paired(self) -> bool:
+        """Whether this client paired with the treadmill on the current connection."""
+        task = self._pairing
+        return task is not None and task.done() and not task.cancelled() and (
+            task.exception() is None
+        )
+
     # ---- connection -------------------------------------------------------------------------
 
     async def __aenter__(self) -> FtmsClient:
@@ -290,11 +384,18 @@ class FtmsClient:
         self._link_lost = False
         self._fail_pending(NotConnected("closed"))
         self._events = _EventQueue(*self._max_queued)
+        self._records.reset()
+        self._cancel_pairing()
         self.info = None
         self.training_status = None
         try:
+            # Before subscribing: BlueZ learns the MTU by acquiring a notify characteristic,
+            # which it refuses for one that is already notifying.
+            self._mtu = await self._learn_mtu(bleak)
             self.info = await self._read_device_info()
             await self._subscribe()
+            if self.paired:
+                self.info = replace(self.info, paired=True)
         except (BleakError, NotConnected) as exc:
             dropped = self._link_lost or not bleak.is_connected
             await self.disconnect()
@@ -343,6 +444,10 @@ class FtmsClient:
             except (BleakError, TimeoutError, OSError) as exc:
                 log.debug("disconnect: %s", exc)
         self._fail_pending(NotConnected("closed"))
+        self._cancel_pairing()
+        mtu_task, self._mtu_task = self._mtu_task, None
+        if mtu_task is not None:
+            mtu_task.cancel()  # the link is gone: nothing left acquired
         if not self._link_lost:
             self._link_lost = True
             self._events.put(LinkLost(self._now(), "closed"))
@@ -387,15 +492,66 @@ class FtmsClient:
             features=features,
             speed_range=speed_range,
             incline_range=incline_range,
+            mtu=self._mtu,
             **strings,
         )
+
+    async def _learn_mtu(self, bleak: BleakClient) -> int | None:
+        """The link's ATT MTU, or None if the backend can't tell; never raises (but for
+        cancellation) and never takes longer than MTU_TIMEOUT_S.
+
+        bleak 3.1 has no call to *ask* for a larger MTU: BlueZ (the kernel), Windows and macOS
+        negotiate it themselves when connecting, and bleak's Android backends request 517 in
+        connect(). What is left is to learn the result: BlueZ's `mtu_size` is a guess (23, with
+        a warning) until the private `_acquire_mtu()` has asked BlueZ; the other backends know
+        it. A backend without `_acquire_mtu`, or one where it fails (BlueZ refuses it on a
+        characteristic that needs encryption before pairing), is fine: the MTU is unknown.
+
+        A slow `_acquire_mtu` is left to finish on its own rather than cancelled: on BlueZ it
+        holds a notify characteristic until its reply is in (it then releases it), and a
+        cancelled call would leave that characteristic acquired, refusing our subscription."""
+        backend = getattr(bleak, "_backend", None)  # BleakClient's backend instance (private)
+        acquire = getattr(backend, "_acquire_mtu", None)
+        if callable(acquire):
+            task = asyncio.ensure_future(acquire())
+            task.add_done_callback(_retrieve)
+            self._mtu_task = task  # disconnect() cancels it, even if connect() is cancelled
+            await asyncio.wait({task}, timeout=MTU_TIMEOUT_S)
+            if not task.done():
+                log.debug("learning the MTU takes over %g s: going on without", MTU_TIMEOUT_S)
+            else:
+                self._mtu_task = None
+                exc = None if task.cancelled() else task.exception()
+                if exc is not None:  # private API: any failure just means "unknown"
+                    if not bleak.is_connected:
+                        raise NotConnected(str(exc)) from exc
+                    log.debug("could not learn the MTU: %r", exc)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                mtu = bleak.mtu_size
+        except Exception as exc:  # a backend that can't tell is fine
+            log.debug("no MTU from the backend: %r", exc)
+            return None
+        if caught or not isinstance(mtu, int) or mtu < DEFAULT_ATT_MTU:
+            return None  # BlueZ's "Using default MTU value" guess is not a measurement
+        if mtu == DEFAULT_ATT_MTU:
+            log.info("ATT MTU %d: Treadmill Data longer than 20 bytes arrives split or cut", mtu)
+        else:
+            log.info("ATT MTU %d", mtu)
+        return mtu
 
     async def _read_optional(self, uuid: str) -> bytes | None:
         bleak = self._require()
         if bleak.services.get_characteristic(uuid) is None:
             return None
         try:
-            return bytes(await bleak.read_gatt_char(uuid))
+            return bytes(await self._with_pairing(lambda: bleak.read_gatt_char(uuid)))
+        except PairingRequired as exc:
+            # Only a value we read: the control point (which needs the same pairing, if the
+            # machine is consistent) is where a missing pairing stops the connection.
+            log.warning("reading %s failed: %s", uuid, exc)
+            return None
         except BleakError as exc:
             if not bleak.is_connected:
                 raise NotConnected(str(exc)) from exc
@@ -428,19 +584,103 @@ class FtmsClient:
             raise MalformedDevice(
                 f"{self.address} has no Treadmill Data characteristic: it is not a treadmill"
             )
-        await bleak.start_notify(ftms.TREADMILL_DATA, self._on_treadmill_data)
+        # Each CCCD write may be refused until the link is encrypted (some machines protect
+        # the control point's): then pairing happens here, at connect time, long before any
+        # Stop could need it.
+        await self._with_pairing(
+            lambda: bleak.start_notify(ftms.TREADMILL_DATA, self._on_treadmill_data)
+        )
         if bleak.services.get_characteristic(ftms.MACHINE_STATUS) is not None:
-            await bleak.start_notify(ftms.MACHINE_STATUS, self._on_machine_status)
+            await self._with_pairing(
+                lambda: bleak.start_notify(ftms.MACHINE_STATUS, self._on_machine_status)
+            )
         training = bleak.services.get_characteristic(ftms.TRAINING_STATUS)
         if training is not None and "notify" in training.properties:
-            await bleak.start_notify(ftms.TRAINING_STATUS, self._on_training_status)
+            await self._with_pairing(
+                lambda: bleak.start_notify(ftms.TRAINING_STATUS, self._on_training_status)
+            )
         if bleak.services.get_characteristic(ftms.CONTROL_POINT) is not None:
-            await bleak.start_notify(ftms.CONTROL_POINT, self._on_control_point)
+            await self._with_pairing(
+                lambda: bleak.start_notify(ftms.CONTROL_POINT, self._on_control_point)
+            )
 
     def _require(self) -> BleakClient:
         if self._bleak is None or self._link_lost:
             raise NotConnected()
         return self._bleak
+
+    # ---- pairing ------------------------------------------------------------------------------
+
+    async def _with_pairing[T](
+        self,
+        operation: Callable[[], Awaitable[T]],
+        *,
+        timeout: float | None = None,
+        before_retry: Callable[[], None] | None = None,
+    ) -> T:
+        """Run `operation`; if the treadmill refuses it until the link is encrypted, pair (once
+        per connection, within `timeout`) and run it once more.
+
+        Raises `PairingRequired` when pairing is not possible or fails, or when the retry is
+        refused for the same reason. `before_retry` runs between pairing and the retry and may
+        raise (a command whose approval went stale while we paired)."""
+        try:
+            return await operation()
+        except BleakError as exc:
+            bleak = self._bleak
+            if not needs_pairing(exc) or bleak is None or not bleak.is_connected:
+                raise
+            log.info("refused until paired: %s", _one_line(exc))
+            await self._pair_once(self.pair_timeout if timeout is None else timeout)
+        if before_retry is not None:
+            before_retry()
+        try:
+            return await operation()
+        except BleakError as exc:
+            if needs_pairing(exc):
+                raise PairingRequired(f"it still refuses after pairing: {_one_line(exc)}") from exc
+            raise
+
+    async def _pair_once(self, timeout: float) -> None:
+        """Pair, or wait for the pairing already under way; at most one attempt per connection
+        (a Stop never waits for a second one). The attempt runs on even when this wait gives
+        up, so a later retry (a repeated Stop) finds the link paired if it finished."""
+        bleak = self._require()
+        if self._pairing is None:
+            self._notice(PAIRING_NOTICE)
+            self._pairing = asyncio.get_running_loop().create_task(
+                self._pair(bleak), name="ftms-pair"
+            )
+        task = self._pairing
+        try:
+            async with asyncio.timeout(max(0.0, timeout)):
+                await asyncio.shield(task)
+        except TimeoutError:
+            raise PairingRequired(f"pairing did not finish within {timeout:g} s") from None
+        except NotImplementedError as exc:
+            # macOS: there is no pairing call; the system pairs on its own, or not at all.
+            raise PairingRequired("this system pairs only from its own settings") from exc
+        except Exception as exc:  # BleakError, a D-Bus error, a backend's assert: not paired
+            raise PairingRequired(f"pairing failed: {_one_line(exc)}") from exc
+
+    async def _pair(self, bleak: BleakClient) -> None:
+        await bleak.pair()
+        self._notice(PAIRED_NOTICE)
+
+    def _cancel_pairing(self) -> None:
+        task, self._pairing = self._pairing, None
+        if task is not None and not task.done():
+            task.cancel()
+        elif task is not None and not task.cancelled():
+            task.exception()  # retrieved: a failed attempt is not "never retrieved" noise
+
+    def _notice(self, text: str) -> None:
+        log.warning("%s", text)
+        if self.on_notice is not None:
+            try:
+                self.on_notice(text)
+            except Exception:  # a front end's bug must not break the link
+                log.exception("on_notice failed")
 
     # ---- notifications ------------------------------------------------------------------------
 
@@ -456,9 +696,19 @@ class FtmsClient:
             )
         if decoded.malformed:
             self.malformed_packets += 1
-            log.warning("malformed Treadmill Data %s (decoded %s)", bytes(data).hex(),
-                        decoded.values())
-        self._events.put(TelemetrySample.from_data(self._now(), decoded))
+            missing = f", cut off: {sorted(decoded.missing)}" if decoded.missing else ""
+            log.warning("malformed Treadmill Data %s (decoded %s%s)", bytes(data).hex(),
+                        decoded.values(), missing)
+        now = self._now()
+        orphans = self._records.orphans
+        record = self._records.feed(decoded, now)
+        if self._records.orphans != orphans:
+            log.log(logging.WARNING if orphans == 0 else logging.DEBUG,
+                    "a Treadmill Data record began (More Data) but its end never came: "
+                    "dropped (%d so far)", self._records.orphans)
+        if record is None:
+            return  # a part without speed: the record ends in the next notification
+        self._events.put(TelemetrySample.from_data(now, record))
 
     def _on_machine_status(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
         status = ftms.decode_machine_status(data)
@@ -510,23 +760,35 @@ class FtmsClient:
         payload = encode_command(approved.command)
         if isinstance(approved.command, StopCmd):
             return await self._stop(payload)
-        async with self._procedure_lock:
-            # Checked at the moment it would be written, after any wait for the lock.
-            self._require()
+
+        def still_approved() -> None:
             age = asyncio.get_running_loop().time() - approved.t
             if age > self.approval_ttl_s:
                 raise ApprovalExpired(approved.command, age, self.approval_ttl_s)
-            return await self._procedure(payload)
+
+        async with self._procedure_lock:
+            # Checked at the moment it would be written, after any wait for the lock, and
+            # again before a write repeated after pairing (which may take a while).
+            self._require()
+            still_approved()
+            return await self._procedure(payload, before_retry=still_approved)
 
     async def _stop(self, payload: bytes) -> ftms.ControlResponse:
         """Write Stop at once. A machine that still owes another procedure's answer refuses
         writes (ATT 0xFE; after a lost indication it may stay busy for up to 30 s): write it
-        again as soon as that answer is in, or every quarter second, until the deadline."""
+        again as soon as that answer is in, or every quarter second, until the deadline.
+
+        One refused until the link is encrypted waits for at most one pairing attempt (the
+        one under way, or a new one), for at most the indication timeout, then is written
+        once more; otherwise it fails with `PairingRequired`, a failed Stop for the governor.
+        (Normally pairing happened at connect time, when the control point's CCCD asked.)"""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.indication_timeout
         while True:
             try:
-                return await self._procedure(payload)
+                return await self._procedure(
+                    payload, pair_timeout=max(0.0, deadline - loop.time())
+                )
             except WriteRefused as exc:
                 busy = exc.code == BleakGATTProtocolErrorCode.PROCEDURE_ALREADY_IN_PROGRESS
                 if not busy or loop.time() >= deadline:
@@ -538,7 +800,13 @@ class FtmsClient:
                 else:
                     await asyncio.sleep(wait)
 
-    async def _procedure(self, payload: bytes) -> ftms.ControlResponse:
+    async def _procedure(
+        self,
+        payload: bytes,
+        *,
+        pair_timeout: float | None = None,
+        before_retry: Callable[[], None] | None = None,
+    ) -> ftms.ControlResponse:
         bleak = self._require()
         op = payload[0]
         loop = asyncio.get_running_loop()
@@ -549,7 +817,11 @@ class FtmsClient:
             superseded.set_exception(IndicationTimeout(op, 0))
         self._pending[op] = future
         try:
-            await bleak.write_gatt_char(ftms.CONTROL_POINT, payload, response=True)
+            await self._with_pairing(
+                lambda: bleak.write_gatt_char(ftms.CONTROL_POINT, payload, response=True),
+                timeout=pair_timeout,
+                before_retry=before_retry,
+            )
             async with asyncio.timeout(self.indication_timeout):
                 response = await future
         except TimeoutError:

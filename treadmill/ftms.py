@@ -309,6 +309,9 @@ class TreadmillData:
     implausible: frozenset[str] = field(default=frozenset(), compare=False)  # left out
     malformed: bool = field(default=False, compare=False)
     trailing: bytes = field(default=b"", compare=False)
+    # Fields the flags announce but the packet was cut before (old firmware cuts every
+    # notification at 20 bytes): unknown, not "not available". Marks the packet malformed.
+    missing: frozenset[str] = field(default=frozenset(), compare=False)
 
     def values(self) -> dict[str, float | int]:
         """The fields that carry a value, by name."""
@@ -318,6 +321,18 @@ class TreadmillData:
             if f.name in _VALUE_FIELDS and getattr(self, f.name) is not None
         }
 
+    @property
+    def more_data(self) -> bool:
+        """Flag bit 0 as sent: this notification has no instantaneous speed field and its
+        record continues in the next one. Read from the wire flags, not from `speed_kmh`: a
+        speed left out as implausible was still sent, so it does not make a record partial."""
+        return bool(self.flags & 1)
+
+    def carried(self) -> frozenset[str]:
+        """The fields this notification actually said something about: a value, a "not
+        available" marker, or a value left out as implausible. A field cut off is not carried."""
+        return frozenset(self.values()) | self.not_available | self.implausible
+
 
 _VALUE_FIELDS = frozenset(f.name for _, group in _GROUPS for f in group)
 
@@ -325,10 +340,14 @@ _VALUE_FIELDS = frozenset(f.name for _, group in _GROUPS for f in group)
 def decode_treadmill_data(data: bytes | bytearray) -> TreadmillData:
     """Decode a Treadmill Data notification; never raises.
 
-    A group whose bytes are missing is left out and the result is marked malformed; bytes left
-    over after every known flag (e.g. a step count behind reserved bit 13) are kept in
-    `trailing` and also mark it malformed. A value no treadmill can produce (600 km/h) is left
-    out and marks it malformed too; `check_plausible` also checks against the machine's ranges.
+    A packet cut short (old firmware cuts every notification at 20 bytes while the flags still
+    announce more) keeps every field that is complete before the cut, field by field (total
+    energy survives when only its per-hour and per-minute parts are cut off); the fields cut
+    off are named in `missing`, the bytes of a field cut in the middle are kept in `trailing`,
+    and the result is marked malformed. Bytes left over after every known flag (e.g. a step
+    count behind reserved bit 13) are kept in `trailing` and also mark it malformed. A value no
+    treadmill can produce (600 km/h) is left out and marks it malformed too; `check_plausible`
+    also checks against the machine's ranges.
     """
     data = bytes(data)
     if len(data) < 2:
@@ -337,16 +356,16 @@ def decode_treadmill_data(data: bytes | bytearray) -> TreadmillData:
     present = flags ^ 1  # bit 0 is inverted
     values: dict[str, float | int] = {}
     unavailable: set[str] = set()
+    missing: set[str] = set()
     pos = 2
-    malformed = False
     for bit, group in _GROUPS:
         if not present & (1 << bit):
             continue
-        size = sum(_SIZES[f.fmt] for f in group)
-        if pos + size > len(data):
-            malformed = True
-            break
         for f in group:
+            # Once one field does not fit, nothing after it can be where the flags say it is.
+            if missing or pos + _SIZES[f.fmt] > len(data):
+                missing.add(f.name)
+                continue
             raw = _unpack(f.fmt, data, pos)
             pos += _SIZES[f.fmt]
             if raw in f.not_available:
@@ -354,8 +373,8 @@ def decode_treadmill_data(data: bytes | bytearray) -> TreadmillData:
                 continue
             values[f.name] = raw if _is_integer_scale(f.scale) else round(raw * f.scale, 2)
     trailing = data[pos:]
-    if trailing or flags & ~_KNOWN_FLAGS:  # leftovers, or reserved flag bits 13-15 set
-        malformed = True
+    # Cut short, leftovers, or reserved flag bits 13-15 set.
+    malformed = bool(missing or trailing or flags & ~_KNOWN_FLAGS)
     return check_plausible(
         TreadmillData(
             **values,  # type: ignore[arg-type]
@@ -363,7 +382,30 @@ def decode_treadmill_data(data: bytes | bytearray) -> TreadmillData:
             not_available=frozenset(unavailable),
             malformed=malformed,
             trailing=trailing,
+            missing=frozenset(missing),
         )
+    )
+
+
+def merge_treadmill_data(first: TreadmillData, second: TreadmillData) -> TreadmillData:
+    """One record from two notifications of it (the More Data bit): the union of their fields,
+    the second's where both carry one. Flag bit 0 (and so whether the record is complete) is
+    the second's; the result is malformed if either part was. Never raises."""
+    second_has = second.carried()
+    first_has = first.carried()
+
+    def source(name: str) -> TreadmillData:
+        return second if name in second_has else first
+
+    values = {name: getattr(source(name), name) for name in _VALUE_FIELDS}
+    return TreadmillData(
+        **values,
+        flags=(first.flags | second.flags) & ~1 | second.flags & 1,
+        not_available=frozenset(n for n in _VALUE_FIELDS if n in source(n).not_available),
+        implausible=frozenset(n for n in _VALUE_FIELDS if n in source(n).implausible),
+        malformed=first.malformed or second.malformed,
+        trailing=first.trailing + second.trailing,
+        missing=(first.missing | second.missing) - first_has - second_has,
     )
 
 
