@@ -74,12 +74,12 @@ class Profile:
     quirks: frozenset[Quirk] = frozenset()
     stray_zero_every: int = 20
     # The order of the write response and the control point's indication. The ATT/FTMS order
-    # is the write response first, then the indication: that is False here. A real capture
-    # (DESIGN §7, Reebok FR30z) shows the indication ~2 ms before the write response, so the
-    # default is True: the answer reaches the client before write_gatt_char returns. The
-    # transport applies it (simulators/treadmill.py delays control point answers by one round
-    # trip when False); FtmsServer itself always returns the answer with the write.
-    indicate_before_write_returns: bool = True
+    # is the write response first, then the indication (False, the default). A real capture
+    # (DESIGN §7, Reebok FR30z) shows the indication ~2 ms before the write response: True,
+    # the "answers-early" profile, where the answer reaches the client before write_gatt_char
+    # returns. The transport applies it (the GATT level delays answers by one round trip when
+    # False; over ATT the air orders them); FtmsServer always returns the answer with the write.
+    indicate_before_write_returns: bool = False
     att_latency_s: float = 0.01  # one ATT request/response round trip
     # The console's session length in manual mode, for Remaining Time (reports.remaining_time);
     # at 0 the simulated console only reports 0, it does not stop the belt.
@@ -161,6 +161,11 @@ _ALL = (
         device_info=replace(_GYM.device_info, model="SIM-GYM-9X"),
         reports=_FULL_REPORTS,
         session_limit_s=99 * 60.0,
+    ),
+    _quirky(
+        "answers-early",
+        "Control point answers arrive before the write response (a Reebok FR30z capture).",
+        indicate_before_write_returns=True,
     ),
     _quirky(
         "silent-stop",

@@ -473,3 +473,40 @@ def test_headless_never_says_completed_with_exit_0_while_the_belt_was_not_seen_t
     )
     assert result.returncode == 2, result.stdout[-2000:]
     assert "Session over (completed)" not in result.stdout
+
+
+@pytest.mark.parametrize("transport", ["gatt", "att"])
+def test_a_session_over_either_transport_pairs_once_when_the_control_point_is_encrypted(
+    transport,
+):
+    result = run("session", "taster", "--simulate", "--sim-transport", transport,
+                 "--sim-encrypted-control-point", "--headless", "--auto-confirm",
+                 "--speedup", "max", "--no-record")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("pairing with it now") == 1
+    assert "Session over (completed)" in result.stdout
+
+
+def test_the_done_command_of_the_att_transport_completes():
+    result = run("session", "knee-10", "--simulate", "--sim-transport", "att", "--headless",
+                 "--auto-confirm", "--speedup", "max", "--no-record")
+    assert result.exit_code == 0, result.output
+    assert "Session over (completed)" in result.stdout
+
+
+def test_a_bad_connection_interval_is_one_line():
+    result = run("session", "taster", "--simulate", "--sim-transport", "att",
+                 "--sim-connection-interval", "2", "--headless")
+    assert result.exit_code == 2 and "7.5" in result.output
+
+
+def test_the_att_transport_without_bumble_says_how_to_install_it(monkeypatch):
+    import sys
+
+    for name in [m for m in sys.modules if m == "bumble" or m.startswith("bumble.")]:
+        monkeypatch.delitem(sys.modules, name)
+    for name in ("simulators.att_backend", "simulators.att_server", "simulators.air"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setitem(sys.modules, "bumble", None)  # import bumble -> ImportError
+    result = run("session", "taster", "--simulate", "--sim-transport", "att", "--headless")
+    assert "pip install 'backward-treadmill[att]'" in one_line_error(result)

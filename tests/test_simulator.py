@@ -13,7 +13,7 @@ from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolErr
 from sim_probe import Probe
 
 from simulators import radio
-from simulators.profiles import Profile, get_profile, profile_names
+from simulators.profiles import Profile, profile_names
 from simulators.treadmill import VirtualTreadmill
 from simulators.virtual_time import VirtualTimeLoop
 from treadmill import ftms
@@ -201,16 +201,14 @@ async def test_one_procedure_at_a_time(make_sim):
     assert probe.responses() == [bytes([0x80, 0x00, 0x01])]
 
 
-async def test_indication_arrives_before_write_returns_by_default(sim):
-    probe = await Probe.connect(sim)
+async def test_indication_arrives_before_write_returns_on_answers_early(make_sim):
+    probe = await Probe.connect(make_sim("answers-early"))
     await probe.client.write_gatt_char(ftms.CONTROL_POINT, b"\x00", response=True)
     assert probe.responses() == [bytes([0x80, 0x00, 0x01])]  # already there
 
 
-async def test_indication_can_come_after_the_write_returns(make_sim):
-    from dataclasses import replace
-
-    sim = make_sim(replace(get_profile("home"), indicate_before_write_returns=False))
+async def test_indication_comes_after_the_write_returns_by_default(sim):
+    # The ATT/FTMS order: write response, then the indication.
     probe = await Probe.connect(sim)
     await probe.client.write_gatt_char(ftms.CONTROL_POINT, b"\x00", response=True)
     assert probe.responses() == []

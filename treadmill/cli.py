@@ -278,6 +278,12 @@ def simulator_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def _link_notice(text: str) -> None:
+    """News from the Bluetooth link (e.g. pairing with the treadmill now), on stderr so a
+    --json stream stays clean."""
+    click.echo(text, err=True)
+
+
 def _sim_options(profile: str, faults: tuple[str, ...], notify_hz: float | None,
                  trace: str | None = None) -> SimulatorOptions:
     ctx = click.get_current_context(silent=True)
@@ -480,6 +486,7 @@ def status(device: str | None = None, seconds: float = 10.0, as_json: bool = Fal
     client, sim = open_client(simulate=simulate, device=device, config=config,
                               sim_options=_sim_options(sim_profile, sim_faults, sim_notify_hz,
                                                        sim_trace))
+    client.on_notice = _link_notice
     result = run_async(_status(client, sim, seconds, as_json), speedup=factor)
     if as_json:
         click.echo(to_json(result, indent=2))
@@ -928,6 +935,7 @@ def session(program_name: str | None, device: str | None, headless: bool, as_jso
     validate(program, safety)
     client, sim = open_client(simulate=simulate, device=device, config=config,
                               sim_options=sim_options)
+    client.on_notice = _link_notice
     printer = HeadlessPrinter(as_json)
     if not as_json and program.backward_s > 0:
         printer.echo(SAFETY_CHECKLIST + "\n")
@@ -1189,6 +1197,7 @@ def mqtt_command(device: str | None, broker: str | None, simulate: bool, sim_pro
     client, sim = open_client(simulate=simulate, device=device, config=config,
                               sim_options=_sim_options(sim_profile, sim_faults, sim_notify_hz,
                                                        sim_trace))
+    client.on_notice = _link_notice
 
     def say(text: str) -> None:
         click.echo(text, err=True)

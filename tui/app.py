@@ -55,6 +55,7 @@ from tui.host import CLOSE_TIMEOUT_S, ControllerHost, LoopFactory, Mode
 from tui.messages import (
     ConnectTo,
     LinkDown,
+    LinkNotice,
     MqttRefused,
     MqttState,
     RecordingTrouble,
@@ -315,6 +316,9 @@ class TreadmillApp(App[None]):
                         title="STOP", severity="error", timeout=8)
         elif not self.in_session:
             self.notify("Stop sent to the treadmill.", title="STOP", severity="warning")
+
+    def on_link_notice(self, message: LinkNotice) -> None:
+        self.notify(message.text, title="Bluetooth", markup=False)
 
     def on_stop_done(self, message: StopDone) -> None:
         outcome = message.outcome

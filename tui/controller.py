@@ -36,6 +36,7 @@ from treadmill.session import SessionEvent, SessionResult, SessionRunner
 from tui.feed import SessionFeed
 from tui.messages import (
     LinkDown,
+    LinkNotice,
     MqttRefused,
     MqttState,
     RecordingTrouble,
@@ -186,6 +187,7 @@ class Controller:
             client = sim.client()
         else:
             client = FtmsClient(target.device or target.address)
+        client.on_notice = lambda text: self.post(LinkNotice(text))  # "pairing now", ...
         link = TreadmillLink(
             client, safety=self.safety, simulated=target.simulated, label=target.name,
             on_link_lost=lambda reason: self._link_lost(reason),

@@ -50,6 +50,14 @@ class LinkDown(Message):
         self.reason = reason
 
 
+class LinkNotice(Message):
+    """One line of news from the Bluetooth link (e.g. pairing with the treadmill now)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
 class StopDone(Message):
     """An idle Stop (no session running) was answered, or failed."""
 
