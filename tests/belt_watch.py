@@ -226,14 +226,14 @@ class BeltWatch:
         self._task: asyncio.Task[None] | None = None
         original = sim.server.write
 
-        def write(uuid: str, data: bytes, now: float) -> Any:
+        def write(uuid: str, data: bytes, now: float, **link: Any) -> Any:
             m = sim.model
             gov = self.runner.governor if self.runner is not None else None
             facing = str(gov.orientation) if gov is not None else "forward"
             self.out.writes.append(
                 Write(now, bytes(data), m.belt_speed_kmh, m.incline_pct, m.running, facing)
             )
-            return original(uuid, data, now)
+            return original(uuid, data, now, **link)
 
         sim.server.write = write  # type: ignore[method-assign]  # this test's own instance
 

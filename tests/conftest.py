@@ -56,9 +56,10 @@ BOTH_TRANSPORTS = {"test_client", "test_client_faults", "test_client_records", "
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
     if module in BOTH_TRANSPORTS and "sim_transport" in metafunc.fixturenames:
-        only_att = "over_att" in metafunc.function.__name__
-        metafunc.parametrize("sim_transport", ["att"] if only_att else ["gatt", "att"],
-                             indirect=True)
+        name = metafunc.function.__name__
+        transports = ["att"] if "over_att" in name else ["gatt"] if "gatt_level" in name else [
+            "gatt", "att"]
+        metafunc.parametrize("sim_transport", transports, indirect=True)
 
 
 @pytest.fixture
