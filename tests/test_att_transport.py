@@ -205,3 +205,40 @@ async def test_an_encrypted_control_point_refuses_an_unpaired_subscription(make_
     assert error.value.code == BleakGATTProtocolErrorCode.INSUFFICIENT_ENCRYPTION
     await probe.client.pair()
     await probe.client.start_notify(ftms.CONTROL_POINT, lambda *_: None)
+
+
+# ---- the client over both transports ------------------------------------------------------
+
+
+async def test_a_split_record_reaches_the_client_as_one_sample_with_speed(make_sim):
+    profile = replace(get_profile("gym-full"), quirks=frozenset({Quirk.MORE_DATA_SPLIT}))
+    sim = make_sim(profile)
+    client = FtmsClient(sim.ble_device, backend=sim.client_backend)
+    events: list[object] = []
+    async with client:
+        stream = asyncio.create_task(collect(client, events))
+        sim.console_start()
+        await asyncio.sleep(10)
+        stream.cancel()
+    samples = [e for e in events if hasattr(e, "speed_kmh") and hasattr(e, "heart_rate_bpm")]
+    assert len(samples) >= 10
+    assert all(s.speed_kmh is not None for s in samples)  # never half a record
+    assert samples[-1].speed_kmh > 0 and samples[-1].heart_rate_bpm is not None
+    assert client.malformed_packets == 0 and client.incomplete_records == 0
+
+
+async def test_the_client_pairs_once_for_an_encrypted_control_point(make_sim):
+    sim = make_sim(encrypted_control_point=True)
+    notices: list[str] = []
+    client = FtmsClient(sim.ble_device, backend=sim.client_backend, on_notice=notices.append)
+    async with client:
+        assert client.paired and client.info.paired
+    assert len([n for n in notices if "pairing" in n]) == 1
+
+
+@pytest.mark.parametrize("mtu", [23, 247])
+async def test_the_client_learns_the_mtu_over_att(make_sim, mtu):
+    sim = make_sim("gym-full", mtu=mtu)
+    client = FtmsClient(sim.ble_device, backend=sim.client_backend)
+    async with client:
+        assert client.info.mtu == mtu
