@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 import weakref
 
 from bumble import core, hci
 from bumble.controller import Controller
+from bumble.host import Host
 from bumble.link import LocalLink
 
 DEFAULT_CONNECTION_INTERVAL_MS = 30.0
@@ -32,6 +34,57 @@ def check_connection_interval(ms: float) -> float:
             f"{MAX_CONNECTION_INTERVAL_MS:g} ms, not {ms:g}"
         )
     return ms
+
+
+_bumble_log = logging.getLogger("bumble")
+
+
+class QuietController(Controller):
+    """Bumble's virtual controller, minus the cost of a debug line per packet: Bumble builds
+    each one with an f-string (colours and every field) even when DEBUG is off, a third of a
+    simulated session's time. With DEBUG on (`--debug`), Bumble's own methods run."""
+
+    def on_hci_packet(self, packet: hci.HCI_Packet) -> None:
+        if _bumble_log.isEnabledFor(logging.DEBUG):
+            super().on_hci_packet(packet)
+            return
+        match packet:
+            case hci.HCI_Command():
+                self.on_hci_command_packet(packet)
+            case hci.HCI_AclDataPacket():
+                self.on_hci_acl_data_packet(packet)
+            case _:
+                super().on_hci_packet(packet)
+
+    def send_hci_packet(self, packet: hci.HCI_Packet) -> None:
+        if _bumble_log.isEnabledFor(logging.DEBUG):
+            super().send_hci_packet(packet)
+            return
+        if self.host:
+            asyncio.get_running_loop().call_soon(self.host.on_packet, bytes(packet))
+
+
+class QuietHost(Host):
+    """Bumble's host, minus the same per-packet debug line (see QuietController)."""
+
+    def send_hci_packet(self, packet: hci.HCI_Packet) -> None:
+        if _bumble_log.isEnabledFor(logging.DEBUG) or self.snooper:
+            super().send_hci_packet(packet)
+            return
+        if self.hci_sink:
+            self.hci_sink.on_packet(bytes(packet))
+
+    def on_hci_packet(self, packet: hci.HCI_Packet) -> None:
+        if _bumble_log.isEnabledFor(logging.DEBUG) or self.snooper:
+            super().on_hci_packet(packet)
+            return
+        match packet:
+            case hci.HCI_Event():
+                self.on_hci_event_packet(packet)
+            case hci.HCI_AclDataPacket():
+                self.on_hci_acl_data_packet(packet)
+            case _:
+                super().on_hci_packet(packet)
 
 
 class AirLink(LocalLink):

@@ -33,7 +33,6 @@ from bumble.controller import Controller
 from bumble.core import UUID, AdvertisingData
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt_client import CharacteristicProxy, DescriptorProxy, ServiceProxy
-from bumble.host import Host
 from bumble.transport.common import AsyncPipeSink
 
 from simulators import air, radio
@@ -68,9 +67,10 @@ async def _central(name: str) -> Device:
     adapter each)."""
     text = air.central_address()
     address = hci.Address(text, hci.Address.RANDOM_DEVICE_ADDRESS)
-    controller = Controller(name, link=air.air(), public_address=text)
+    controller = air.QuietController(name, link=air.air(), public_address=text)
     controller.random_address = address
-    device = Device(name=name, address=address, host=Host(controller, AsyncPipeSink(controller)))
+    host = air.QuietHost(controller, AsyncPipeSink(controller))
+    device = Device(name=name, address=address, host=host)
     await device.power_on()
     return device
 
