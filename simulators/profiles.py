@@ -157,7 +157,8 @@ _ALL = (
         _GYM,
         name="gym-full",
         description="Gym treadmill with a full console: every Treadmill Data field "
-        "(34-byte records, a larger MTU negotiated), 99 min sessions.",
+        "(34-byte records: over ATT, cut at 20 bytes unless --sim-mtu is 37 or more), "
+        "99 min sessions.",
         device_info=replace(_GYM.device_info, model="SIM-GYM-9X"),
         reports=_FULL_REPORTS,
         session_limit_s=99 * 60.0,
