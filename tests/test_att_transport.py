@@ -242,3 +242,21 @@ async def test_the_client_learns_the_mtu_over_att(make_sim, mtu):
     client = FtmsClient(sim.ble_device, backend=sim.client_backend)
     async with client:
         assert client.info.mtu == mtu
+
+
+@pytest.mark.parametrize("quirk", [Quirk.STATUS_AFTER_CONTROL_STOP, Quirk.MORE_DATA_SPLIT,
+                                   Quirk.TRUNCATE_AT_20, Quirk.REDUNDANT_OP_FAILED])
+async def test_a_whole_session_on_a_machine_with_each_fidelity_quirk(make_sim, quirk):
+    profile = replace(get_profile("gym-full"), quirks=frozenset({quirk}))
+    sim = make_sim(profile, mtu=247)
+    client = FtmsClient(sim.ble_device, backend=sim.client_backend)
+    events: list[object] = []
+    runner = SessionRunner(client, builtin_programs()["taster"], config=SafetyConfig(),
+                           confirm=person_turns, on_event=events.append)
+    async with client:
+        result = await runner.run()
+        await asyncio.sleep(10)
+    assert result.reason is EndReason.COMPLETED, result
+    alarms = [e for e in events if getattr(e, "type", None) == "alarm"]
+    assert alarms == []
+    assert sim.model.belt_speed_kmh == 0.0
