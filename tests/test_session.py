@@ -455,3 +455,16 @@ def test_the_session_distance_survives_the_machine_counting_again_from_zero():
     assert distance.add(None) is None and distance.total is None
     assert [distance.add(m) for m in (0, 40, 90, 0, 15, None, 60)] == [0, 40, 90, 90, 105, 105, 150]
     assert distance.total == 150
+
+
+async def test_a_finished_session_leaves_no_subscriber_task_behind(make_sim):
+    sim = make_sim("home")
+    session = Session(sim, builtin_programs()["taster"], SafetyConfig())
+    extra: list[object] = []
+    session.runner.bus.subscribe("extra", extra.append)
+    async with session.client:
+        await session.runner.run()
+    assert extra and session.events  # both subscribers saw the session, to its end
+    assert not any(sub.attached for sub in session.runner.bus.subscriptions)
+    pending = [t for t in asyncio.all_tasks() if t.get_name().startswith("bus:")]
+    assert pending == []

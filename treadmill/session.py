@@ -498,6 +498,9 @@ class SessionRunner:
             await asyncio.gather(program_task, *tasks, return_exceptions=True)
         await self._drain_stops()
         await self.bus.drain(BUS_DRAIN_S)  # front ends see "ended" before run() returns
+        # Then the subscribers' tasks end: left waiting, each would outlive its session (and
+        # be destroyed pending when the runner is collected).
+        await self.bus.close()
         final = self.governor.ended_reason or ended.reason
         return SessionResult(
             reason=final,
