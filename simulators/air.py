@@ -65,7 +65,17 @@ class QuietController(Controller):
 
 
 class QuietHost(Host):
-    """Bumble's host, minus the same per-packet debug line (see QuietController)."""
+    """Bumble's host, minus the same per-packet debug line (see QuietController), and calm
+    about the answer to an HCI command whose waiter was cancelled (a simulator closed or a
+    loop ending mid-command: Bumble would raise InvalidStateError in a loop callback)."""
+
+    def on_command_processed(
+        self, event: hci.HCI_Command_Complete_Event | hci.HCI_Command_Status_Event
+    ) -> None:
+        pending = self.pending_response
+        if pending is not None and pending.done():
+            return
+        super().on_command_processed(event)
 
     def send_hci_packet(self, packet: hci.HCI_Packet) -> None:
         if _bumble_log.isEnabledFor(logging.DEBUG) or self.snooper:
