@@ -74,6 +74,11 @@ class BeltTracker:
         self.pending_zero = False  # a lone 0 km/h frame held back, waiting for a second
         self.zero_since: float | None = None  # first 0 reading of the current run of zeros
         self.seen_zero = False  # reports 0 km/h when still: its silence is never rest
+        # 0 km/h read during a start countdown (told to run, no motion yet since the start):
+        # machines silent when stopped send that too, so it is not seen_zero; but it leaves
+        # room for doubt, so silence after a Stop counts as rest only after the long dwell.
+        self.countdown_zero = False
+        self.moved_since_run = False
         self.measured_incline: float | None = None
         self.measured_incline_t = -math.inf
         self.incline_reported = False
@@ -103,14 +108,18 @@ class BeltTracker:
         self.frame_speed = accepted
         self.measured = accepted
         if accepted <= ZERO_KMH:
-            # Only a zero read while the belt is told to rest shows "reports 0 when still":
-            # machines silent when stopped still send 0 during a start countdown.
-            if self.command is not BeltCommand.RUN:
+            # A zero read during a start countdown doesn't show "reports 0 when still":
+            # machines silent when stopped send 0 then too. Any other zero does.
+            if self.command is BeltCommand.RUN and not self.moved_since_run:
+                self.countdown_zero = True
+            else:
                 self.seen_zero = True
             if self.zero_since is None:
                 self.zero_since = now
         else:
             self.zero_since = None
+            if self.command is BeltCommand.RUN:
+                self.moved_since_run = True
         if (
             self.command is BeltCommand.RUN
             and self.last_speed_cmd_t < now
@@ -183,7 +192,12 @@ class BeltTracker:
         # Stop/Pause accepted at a slow speed, then silence: the "silent when stopped" quirk.
         # It counts once even the slowest motor would have stopped from the last reading;
         # any later frame moves last_speed_t, so a stray frame resets the dwell.
-        rest_t = max(self.last_speed_t, accepted) + max(SILENCE_S, m / SLOWEST_DECEL_KMH_S)
+        dwell = max(SILENCE_S, m / SLOWEST_DECEL_KMH_S)
+        if self.countdown_zero:
+            # It sent 0 once (in a countdown): it may be a machine that reports 0 when still
+            # whose notifications dropped out. Wait as long as for a machine never heard.
+            dwell = max(dwell, NEVER_REPORTED_REST_S)
+        rest_t = max(self.last_speed_t, accepted) + dwell
         return rest_t if now >= rest_t - EPS else None
 
     def awaiting_silent_rest(self, env: Envelope) -> bool:
@@ -257,6 +271,7 @@ class BeltTracker:
                 self.command = BeltCommand.RUN
                 self.run_cmd_t = now
                 self.speed_confirmed = False
+                self.moved_since_run = False
             case SetTargetSpeed(kmh=kmh):
                 undo = (self.commanded, None)
                 if kmh < self.commanded - EPS:
@@ -322,6 +337,7 @@ class BeltTracker:
         m = self.measured or 0.0
         self.command = BeltCommand.RUN
         self.run_cmd_t = now
+        self.moved_since_run = True  # it is moving: later zeros are not a countdown
         self.commanded = min(
             max(snap_down(m, env.speed_min_kmh, env.speed_step_kmh), env.speed_min_kmh),
             limits.speed_max_kmh,

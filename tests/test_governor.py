@@ -772,7 +772,8 @@ def test_a_stray_nonzero_frame_resets_the_dwell():
 def test_stopped_and_silent_counts_as_at_rest_once_stop_is_accepted(countdown_zero):
     # countdown_zero: found over the ATT transport, where the frames fall a few ms later: a
     # 0 km/h frame during the start countdown is not "reports 0 when still", so the silence
-    # after the Stop is still rest (it used to end the session as telemetry lost).
+    # after the Stop is still rest, after the long dwell (it used to end the session as
+    # telemetry lost).
     g = Governor(FLAT)
     t = start_running(g, silent=True, countdown_zero=countdown_zero)
     assert cmds(g.handle(TurnAround(t))) == []  # setpoints and Stop come on the clock
@@ -781,8 +782,10 @@ def test_stopped_and_silent_counts_as_at_rest_once_stop_is_accepted(countdown_ze
     assert not any(isinstance(o, TurnAroundReady) for o in g.handle(Tick(t + 4)))
     g.handle(CommandAccepted(t + 4.1, StopCmd()))
     assert g.link_state is LinkState.OK
-    # Rest once even a slow motor would have stopped from 1 km/h, then the turn's dwell.
-    ready_t = t + 4.1 + 1.0 / SLOWEST_DECEL_KMH_S + STILL_S
+    # Rest once even a slow motor would have stopped from 1 km/h, then the turn's dwell; after
+    # a countdown zero (it may report 0 when still, its notifications lost) the long dwell.
+    dwell = NEVER_REPORTED_REST_S if countdown_zero else 1.0 / SLOWEST_DECEL_KMH_S
+    ready_t = t + 4.1 + dwell + STILL_S
     k = t + 4.1
     while k < ready_t - 0.3:
         k = round(k + 0.25, 6)
@@ -794,6 +797,17 @@ def test_stopped_and_silent_counts_as_at_rest_once_stop_is_accepted(countdown_ze
     assert g.ended_reason is None and g.link_state is LinkState.OK
     out = g.handle(Tick(ready_t + 0.1))
     assert TurnAroundReady(FWD) in out
+
+
+def test_a_zero_after_motion_while_told_to_run_means_it_reports_zero_when_still():
+    # Not a countdown: the belt moved, then read 0 while told to run (stopped at the console).
+    # That machine reports 0 when still, so its silence after a later Stop is a drop-out.
+    g = Governor(FLAT)
+    t = start_running(g, silent=True, countdown_zero=True)
+    g.handle(Telemetry(t + 0.25, 0.0))
+    g.handle(Telemetry(t + 0.5, 0.0))
+    g.handle(Telemetry(t + 0.75, 1.0))
+    assert g._ctx.belt.seen_zero
 
 
 def test_silence_after_a_fast_pause_is_not_rest():
