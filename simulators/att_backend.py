@@ -151,10 +151,15 @@ class AttBleakClient(BaseBleakClient):
             connection = await self._central.connect(
                 target, timeout=max(0.0, deadline - loop.time())
             )
-        except (core.TimeoutError, TimeoutError) as exc:
-            raise TimeoutError(f"{self.address}: no connection within {self._timeout} s") from exc
-        except core.BaseBumbleError as exc:
-            raise BleakError(f"{self.address}: connection failed: {exc}") from exc
+        except BaseException as exc:
+            _leave_air(self._central)  # a failed attempt leaves no controller on the air
+            self._central = None
+            if isinstance(exc, (core.TimeoutError, TimeoutError)):
+                raise TimeoutError(
+                    f"{self.address}: no connection within {self._timeout} s") from exc
+            if isinstance(exc, core.BaseBumbleError):
+                raise BleakError(f"{self.address}: connection failed: {exc}") from exc
+            raise
         self._connection = connection
         self._solicited = False
         connection.on(connection.EVENT_DISCONNECTION, self._on_disconnection)

@@ -77,7 +77,7 @@ async def make_sim(sim_transport: str) -> AsyncIterator[SimFactory]:
         kwargs.setdefault("transport", sim_transport)
         if kwargs["transport"] == "att":
             # The shortest connection interval, so the air adds milliseconds, not tenths, to
-            # the timings these tests check; benchmarks/att_latency.py measures 30 and 50 ms.
+            # the timings these tests check; benchmarks/att_estop.py measures 30 and 50 ms.
             kwargs.setdefault("connection_interval_ms", 7.5)
         sim = VirtualTreadmill(profile, **kwargs)
         sims.append(sim)

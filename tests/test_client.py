@@ -454,6 +454,21 @@ async def test_an_approval_queued_behind_a_slow_answer_expires(connect):
     assert written(rig.sim) == [ftms.encode_request_control()]  # the second never went out
 
 
+async def test_a_command_approved_before_a_stop_is_not_written_after_it(connect):
+    """A write waiting for the procedure lock (or for pairing) when a Stop goes out is void:
+    nothing approved before a Stop may reach the belt after it."""
+    rig = await connect(read=False, faults=["delay-indication@0+30=2"], approval_ttl_s=math.inf)
+    first, second = two_request_controls(rig)
+    [stop] = approved(Governor(limits_of(rig.info)), EmergencyStop(now()))
+    slow = asyncio.create_task(rig.client.execute(first))
+    queued = asyncio.create_task(rig.client.execute(second))  # waits for the lock
+    await asyncio.sleep(0.1)
+    await asyncio.gather(rig.client.execute(stop), return_exceptions=True)
+    results = await asyncio.gather(slow, queued, return_exceptions=True)
+    assert isinstance(results[1], ApprovalExpired)
+    assert [data for _, data in rig.sim.control_log].count(ftms.encode_request_control()) == 1
+
+
 async def test_an_expired_approval_is_not_written(connect):
     rig = await connect(read=False)
     assert rig.client.approval_ttl_s == APPROVAL_TTL_S == 0.5

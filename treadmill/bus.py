@@ -139,7 +139,8 @@ class EventBus:
             sub.put(event)
 
     async def drain(self, timeout: float) -> None:
-        """Let every subscriber catch up, for at most `timeout` seconds (a stuck one is left)."""
+        """Let every subscriber catch up, for at most `timeout` seconds (a stuck one is left
+        waiting; close() then cancels it)."""
         waits = [asyncio.ensure_future(sub.drained()) for sub in self._subscriptions]
         if not waits:
             return

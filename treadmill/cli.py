@@ -385,13 +385,13 @@ async def _read_info(address: str, simulate: bool, options: SimulatorOptions) ->
     if simulate:
         sim = make_simulator(options, address)
         try:
-            client = FtmsClient(address, backend=sim.client_backend)
+            client = FtmsClient(address, backend=sim.client_backend, on_notice=_link_notice)
             async with client:
                 assert client.info is not None
                 return client.info
         finally:
             sim.close()
-    async with FtmsClient(address) as client:
+    async with FtmsClient(address, on_notice=_link_notice) as client:
         assert client.info is not None
         return client.info
 

@@ -324,6 +324,7 @@ class FtmsClient:
         # it. Also logged at WARNING, so the headless front ends show it too.
         self.on_notice = on_notice
         self._pairing: asyncio.Task[None] | None = None  # the one pair attempt per connection
+        self._stops_started = 0  # Stops written so far: a command approved before one is void
         self._mtu: int | None = None
         self._mtu_task: asyncio.Future[object] | None = None  # a slow _acquire_mtu, left to run
 
@@ -657,6 +658,13 @@ class FtmsClient:
                 await asyncio.shield(task)
         except TimeoutError:
             raise PairingRequired(f"pairing did not finish within {timeout:g} s") from None
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and (current is None or current.cancelling() == 0):
+                # The attempt was cancelled under us (disconnect, reconnect), not this wait:
+                # the link is gone, which the command path knows how to report.
+                raise NotConnected("closed") from None
+            raise
         except NotImplementedError as exc:
             # macOS: there is no pairing call; the system pairs on its own, or not at all.
             raise PairingRequired("this system pairs only from its own settings") from exc
@@ -759,11 +767,15 @@ class FtmsClient:
             raise TypeError("commands to the treadmill must come from the safety governor")
         payload = encode_command(approved.command)
         if isinstance(approved.command, StopCmd):
+            self._stops_started += 1
             return await self._stop(payload)
+        stops_before = self._stops_started
 
         def still_approved() -> None:
             age = asyncio.get_running_loop().time() - approved.t
-            if age > self.approval_ttl_s:
+            if age > self.approval_ttl_s or self._stops_started != stops_before:
+                # Too old, or a Stop went out meanwhile (a setpoint waiting for pairing must
+                # never follow it): the governor decides again.
                 raise ApprovalExpired(approved.command, age, self.approval_ttl_s)
 
         async with self._procedure_lock:

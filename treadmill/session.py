@@ -72,7 +72,7 @@ STOP_ON_EXIT_TIMEOUT_S = 2.0
 # After the end, how long the runner keeps re-sending Stop to a belt that is still moving
 # before it gives up and leaves the last alarm standing (the console is the last resort).
 STOP_UNTIL_STILL_MAX_S = 30.0
-BUS_DRAIN_S = 1.0  # at the end, how long front ends get to catch up (a stuck one is left)
+BUS_DRAIN_S = 1.0  # at the end, how long front ends get to catch up (then the bus closes)
 START_RETRY_LIMIT = 3  # a start refused because the belt was moving: tries once it stopped
 START_CALM_S = 1.0  # after slowing a moving belt: how long a Start must look possible
 
@@ -490,6 +490,7 @@ class SessionRunner:
                 else f"{type(exc).__name__}: {exc}",
                 tasks,
             )
+            await self.bus.close()  # no subscriber task outlives the session, this way either
             raise
         finally:
             program_task.cancel()
