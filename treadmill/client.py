@@ -498,8 +498,8 @@ class FtmsClient:
         )
 
     async def _learn_mtu(self, bleak: BleakClient) -> int | None:
-        """The link's ATT MTU, or None if the backend can't tell; never raises (but for
-        cancellation) and never takes longer than MTU_TIMEOUT_S.
+        """The link's ATT MTU, or None if the backend can't tell; raises only NotConnected (the
+        link dropped meanwhile) or for cancellation, and never takes longer than MTU_TIMEOUT_S.
 
         bleak 3.1 has no call to *ask* for a larger MTU: BlueZ (the kernel), Windows and macOS
         negotiate it themselves when connecting, and bleak's Android backends request 517 in
