@@ -18,8 +18,10 @@ import weakref
 
 from bumble import core, hci
 from bumble.controller import Controller
+from bumble.device import Device
 from bumble.host import Host
 from bumble.link import LocalLink
+from bumble.transport.common import AsyncPipeSink
 
 DEFAULT_CONNECTION_INTERVAL_MS = 30.0
 MIN_CONNECTION_INTERVAL_MS = 7.5  # Bluetooth Core Vol 6 Part B 4.5.1: 7.5 ms to 4 s
@@ -167,6 +169,24 @@ def air() -> AirLink:
     if link is None:
         link = _airs[loop] = AirLink()
     return link
+
+
+def new_device(name: str, address: str, interval_ms: float | None = None) -> Device:
+    """A Bumble device (quiet controller and host) on this loop's air at a random static
+    `address`, not powered on yet; `interval_ms`: the connection interval it sets."""
+    link = air()
+    bumble_address = hci.Address(address, hci.Address.RANDOM_DEVICE_ADDRESS)
+    controller = QuietController(name, link=link, public_address=address)
+    controller.random_address = bumble_address
+    if interval_ms is not None:
+        link.set_interval(controller, interval_ms)
+    host = QuietHost(controller, AsyncPipeSink(controller))
+    return Device(name=name, address=bumble_address, host=host)
+
+
+def controller_of(device: Device) -> Controller | None:
+    controller = getattr(device.host, "controller", None)
+    return controller if isinstance(controller, Controller) else None
 
 
 def central_address() -> str:

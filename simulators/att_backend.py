@@ -29,11 +29,9 @@ from bleak.exc import (
 )
 from bleak.uuids import normalize_uuid_str
 from bumble import att, core, gatt, hci
-from bumble.controller import Controller
 from bumble.core import UUID, AdvertisingData
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt_client import CharacteristicProxy, DescriptorProxy, ServiceProxy
-from bumble.transport.common import AsyncPipeSink
 
 from simulators import air, radio
 from simulators.att_server import AttPeripheral, bumble_uuid
@@ -65,12 +63,7 @@ def _att_peripheral(peripheral: radio.Peripheral | None) -> AttPeripheral | None
 async def _central(name: str) -> Device:
     """A powered-on Bumble central on this loop's air (one per client or scanner, like an
     adapter each)."""
-    text = air.central_address()
-    address = hci.Address(text, hci.Address.RANDOM_DEVICE_ADDRESS)
-    controller = air.QuietController(name, link=air.air(), public_address=text)
-    controller.random_address = address
-    host = air.QuietHost(controller, AsyncPipeSink(controller))
-    device = Device(name=name, address=address, host=host)
+    device = air.new_device(name, air.central_address())
     await device.power_on()
     return device
 
@@ -78,9 +71,9 @@ async def _central(name: str) -> Device:
 def _leave_air(device: Device | None) -> None:
     if device is None:
         return
-    controller = getattr(device.host, "controller", None)
+    controller = air.controller_of(device)
     link = getattr(controller, "link", None)
-    if isinstance(link, air.AirLink) and isinstance(controller, Controller):
+    if isinstance(link, air.AirLink) and controller is not None:
         link.remove_controller(controller)
 
 

@@ -19,7 +19,6 @@ from bumble import att, gatt, hci
 from bumble.controller import Controller
 from bumble.core import UUID, AdvertisingData
 from bumble.device import Connection, Device
-from bumble.transport.common import AsyncPipeSink
 
 from simulators import air
 from simulators.profiles import Quirk
@@ -104,14 +103,9 @@ class AttPeripheral:
         await asyncio.shield(self._starting)
 
     async def _start(self) -> None:
-        link = air.air()
-        address = hci.Address(self.treadmill.address, hci.Address.RANDOM_DEVICE_ADDRESS)
-        controller = air.QuietController(f"sim {self.treadmill.address}", link=link,
-                                public_address=self.treadmill.address)
-        controller.random_address = address
-        link.set_interval(controller, self.connection_interval_ms)
-        device = Device(name=self.treadmill.name, address=address,
-                        host=air.QuietHost(controller, AsyncPipeSink(controller)))
+        device = air.new_device(self.treadmill.name, self.treadmill.address,
+                                self.connection_interval_ms)
+        controller = air.controller_of(device)
         device.gatt_server.max_mtu = self.mtu
         self._add_services(device)
         device.on(device.EVENT_CONNECTION, self._on_connection)

@@ -23,7 +23,7 @@ from treadmill import ftms
 from treadmill.client import FtmsClient
 from treadmill.errors import TreadmillError
 from treadmill.programs import builtin_programs
-from treadmill.session import SessionRunner
+from treadmill.session import SessionResult, SessionRunner
 
 
 def now() -> float:
@@ -32,6 +32,19 @@ def now() -> float:
 
 async def person_turns(_to: object) -> None:
     await asyncio.sleep(2.0)
+
+
+async def run_taster(sim: VirtualTreadmill, settle_s: float) -> tuple[SessionResult, list[object]]:
+    """The taster on `sim` with the project's client; the result, every event, and `settle_s`
+    of simulated time after it for the belt to run down."""
+    client = FtmsClient(sim.ble_device, backend=sim.client_backend)
+    events: list[object] = []
+    runner = SessionRunner(client, builtin_programs()["taster"], config=SafetyConfig(),
+                           confirm=person_turns, on_event=events.append)
+    async with client:
+        result = await runner.run()
+        await asyncio.sleep(settle_s)
+    return result, events
 
 
 # ---- the MTU -----------------------------------------------------------------------------
@@ -186,12 +199,7 @@ SESSION_PHASES = {"starting": 3.0, "forward": 40.0, "ramp down": 94.0, "turn": 1
 async def test_an_hci_disconnect_in_every_phase_of_a_session(make_sim, phase):
     at = SESSION_PHASES[phase]
     sim = make_sim("home", faults=[f"disconnect@{at:g}"])
-    client = FtmsClient(sim.ble_device, backend=sim.client_backend)
-    events: list[object] = []
-    runner = SessionRunner(client, builtin_programs()["taster"], config=SafetyConfig(),
-                           confirm=person_turns, on_event=events.append)
-    async with client:
-        result = await runner.run()
+    result, _ = await run_taster(sim, settle_s=0)
     assert result.reason is EndReason.LINK_LOST, result
     assert "\n" not in result.message and result.message
 
@@ -249,13 +257,7 @@ async def test_the_client_learns_the_mtu_over_att(make_sim, mtu):
 async def test_a_whole_session_on_a_machine_with_each_fidelity_quirk(make_sim, quirk):
     profile = replace(get_profile("gym-full"), quirks=frozenset({quirk}))
     sim = make_sim(profile, mtu=247)
-    client = FtmsClient(sim.ble_device, backend=sim.client_backend)
-    events: list[object] = []
-    runner = SessionRunner(client, builtin_programs()["taster"], config=SafetyConfig(),
-                           confirm=person_turns, on_event=events.append)
-    async with client:
-        result = await runner.run()
-        await asyncio.sleep(10)
+    result, events = await run_taster(sim, settle_s=10)
     assert result.reason is EndReason.COMPLETED, result
     alarms = [e for e in events if getattr(e, "type", None) == "alarm"]
     assert alarms == []
