@@ -163,8 +163,12 @@ def pty_run(label: str, presses: int, speedup: float, controller: str,
             term.type(b"\r")
             time.sleep(0.15)
             term.type(b"\r")
+    except TimeoutError as exc:  # keep what was measured; say where it stopped
+        result.label += " (partial)"
+        print(f"{label}: {exc} after {len(result.latencies_ms)} presses", flush=True)
     finally:
         term.close(quit_key="q")
+    print(result.row(), flush=True)
     return result
 
 
@@ -283,10 +287,10 @@ def mqtt_stalled_runs(presses: int, speedup: float) -> list[Result]:
         stall.start()
         try:
             results.append(pty_run("MQTT on, broker stalled, idle", presses, speedup,
-                                   "threaded", Path(folder), mqtt))
+                                   "process", Path(folder), mqtt))
             with cpu_hog():
                 results.append(pty_run("MQTT on, broker stalled, CPU hog", presses, speedup,
-                                       "threaded", Path(folder), mqtt))
+                                       "process", Path(folder), mqtt))
         finally:
             stall.cancel()
             broker.resume()
@@ -301,8 +305,11 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presses", type=int, default=300)
     parser.add_argument("--speedup", type=float, default=10.0)
+    parser.add_argument("--compare-threaded", action="store_true",
+                        help="also measure the previous architecture (the controller on a "
+                             "thread of the screen's process)")
     parser.add_argument("--compare-inline", action="store_true",
-                        help="also measure the old architecture (controller on the UI's loop)")
+                        help="also measure the first architecture (controller on the UI's loop)")
     parser.add_argument("--mqtt-stalled", action="store_true",
                         help="with the MQTT bridge on, its broker (a private mosquitto, "
                              "tests/mosquitto.py) stalled for the whole run")
@@ -316,10 +323,14 @@ def main() -> None:
     elif args.mqtt_stalled:
         results += mqtt_stalled_runs(args.presses, args.speedup)
     else:
-        controllers = ["threaded", "inline"] if args.compare_inline else ["threaded"]
+        controllers = ["process"]
+        controllers += ["threaded"] if args.compare_threaded else []
+        controllers += ["inline"] if args.compare_inline else []
+        names = {"process": "new: pty, controller process", "threaded": "before: pty, threaded",
+                 "inline": "old: pty, inline"}
         with tempfile.TemporaryDirectory() as folder:
             for controller in controllers:
-                name = "new: pty, threaded" if controller == "threaded" else "old: pty, inline"
+                name = names[controller]
                 results.append(pty_run(f"{name}, idle", args.presses, args.speedup, controller,
                                        Path(folder)))
                 with cpu_hog():

@@ -889,17 +889,18 @@ def require_terminal() -> None:
                    "[mqtt] host and port in the config; Stop and Pause only come back).")
 @click.option("--no-record", is_flag=True,
               help="Don't keep this session in the history (`treadmill history`).")
-@click.option("--controller", type=click.Choice(["threaded", "inline"]), default="threaded",
-              hidden=True,
-              help="TUI: run the controller on its own thread (default) or on the UI's loop "
-                   "(the old way, for benchmarks/estop_latency.py).")
+@click.option("--controller", type=click.Choice(["process", "threaded", "inline"]),
+              default="process" if os.name == "posix" else "threaded", hidden=True,
+              help="TUI: run the controller in a process of its own that reads the keys "
+                   "(default on POSIX), on a thread of the screen's process, or on the UI's "
+                   "loop (the older ways, for benchmarks/estop_latency.py).")
 @simulator_options
 @user_errors
 def session(program_name: str | None, device: str | None, headless: bool, as_json: bool,
             auto_confirm: bool, unlock_backward_incline: bool, speedup: float | None,
             simulate: bool, sim_profile: str, sim_faults: tuple[str, ...],
             sim_notify_hz: float | None, sim_trace: str | None, broker: str | None = None,
-            no_record: bool = False, controller: str = "threaded") -> None:
+            no_record: bool = False, controller: str = "process") -> None:
     """Run a guided session (the TUI; --headless for a terminal without one).
 
     Headless, standard input answers: Enter (or "yes") confirms a turn-around, "resume"
@@ -928,7 +929,7 @@ def session(program_name: str | None, device: str | None, headless: bool, as_jso
         # options are checked here, before the TUI takes the terminal.
         run_tui(program_name=program_name, device=device, simulate=simulate, safety=safety,
                 simulator=simulator_factory(sim_options), loop_factory=loop_factory(tui_factor),
-                controller="inline" if controller == "inline" else "threaded", mqtt=mqtt,
+                controller=controller, mqtt=mqtt,  # type: ignore[arg-type]
                 record=not no_record, suggested=suggested, auto_export=auto_export)
         return
     program = suggested or find_program(program_name or "taster")

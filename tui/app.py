@@ -31,7 +31,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from textual import events, work
 from textual.app import App
@@ -54,10 +54,12 @@ from tui.driver import stop_sent
 from tui.host import CLOSE_TIMEOUT_S, ControllerHost, LoopFactory, Mode
 from tui.messages import (
     ConnectTo,
+    ControllerGone,
     LinkDown,
     LinkNotice,
     MqttRefused,
     MqttState,
+    QuitRequested,
     RecordingTrouble,
     ShowDevices,
     ShowHistory,
@@ -66,6 +68,7 @@ from tui.messages import (
     StopDone,
     WatchdogStop,
 )
+from tui.remote import RemoteCore, RemoteHost
 from tui.screens.checklist import ChecklistScreen
 from tui.screens.device import DeviceScreen
 from tui.screens.history import HistoryScreen
@@ -78,6 +81,8 @@ from tui.widgets.top_bar import TopBar
 
 log = logging.getLogger(__name__)
 
+type TuiMode = Literal["process", "threaded", "inline"]  # see run_tui
+
 HEARTBEAT_S = 0.5  # how often the app tells the controller it is alive (wall clock)
 GIL_SWITCH_S = 0.0005
 # Every signal that means "go away" (a closed terminal is SIGHUP) stops the belt before the
@@ -87,6 +92,16 @@ STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
     getattr(signal, name) for name in ("SIGHUP", "SIGTERM", "SIGQUIT", "SIGINT")
     if hasattr(signal, name)
 )
+
+
+def relayed_stop_driver() -> type[Driver] | None:
+    """The key reader of a screen whose keys the controller's process read first (and stopped
+    on): SPACE arrives marked as sent, for the feedback alone."""
+    if os.name != "posix":
+        return None
+    from tui.driver import RelayedStopDriver
+
+    return RelayedStopDriver
 
 
 def stop_key_driver() -> type[Driver] | None:
@@ -134,30 +149,45 @@ class TreadmillApp(App[None]):
         mqtt: MqttSettings | None = None,
         record: bool = False,
         auto_export: AutoExport | None = None,
+        host: RemoteHost | None = None,
+        simulator_available: bool = False,
     ) -> None:
         """`controller`: "threaded" gives the controller its own thread and loop (built by
         `loop_factory`; `run_tui` does this), "inline" runs it on this app's loop (tests on
-        virtual time). `simulator`: builds the built-in simulator (the composition root's
-        choice); without one there is no simulator to fall back on."""
-        super().__init__(driver_class=stop_key_driver() if controller == "threaded" else None)
+        virtual time). `host`: the controller is in another process (tui/split.py), which
+        reads the keys first and builds the simulator (`simulator_available`). `simulator`:
+        builds the built-in simulator (the composition root's choice); without one there is no
+        simulator to fall back on."""
+        if host is not None:
+            driver = relayed_stop_driver()
+        else:
+            driver = stop_key_driver() if controller == "threaded" else None
+        super().__init__(driver_class=driver)
         self.config = config if config is not None else load_config(config_path)
         self.config_path = config_path
         self.safety = safety or SafetyConfig()
         self.device_arg = normalize_address(device) if device else None
         # With nothing to connect to, the built-in simulator stands in (and says so).
-        self.simulated = simulator is not None and (
+        self.simulated = (simulator is not None or simulator_available) and (
             simulate or (device is None and self.config.default_device is None))
         self.simulate_requested = simulate
         self.program_name = program_name
         self.auto_connect = auto_connect
         self.scan_timeout_s = scan_timeout_s
         self.real_time = real_time  # False on a simulated clock: no real Bluetooth then
-        self.core = Controller(safety=self.safety, simulator=simulator, post=self.post_message,
-                               mqtt=mqtt, record=record, auto_export=auto_export)
+        self.host: ControllerHost | RemoteHost
+        self.core: Controller | RemoteCore
+        if host is not None:
+            host.post = self.post_message
+            self.host, self.core = host, host.controller
+        else:
+            self.core = Controller(safety=self.safety, simulator=simulator,
+                                   post=self.post_message, mqtt=mqtt, record=record,
+                                   auto_export=auto_export)
+            self.host = ControllerHost(self.core, mode=controller, loop_factory=loop_factory)
         self.mqtt_line = ""  # the top bar's MQTT badge ("" without a bridge)
         self._mqtt_news = StatusNews()  # which bridge states are worth a notice
         self._mqtt_troubled = False
-        self.host = ControllerHost(self.core, mode=controller, loop_factory=loop_factory)
         self.checklist_acknowledged = False
         self._asked_rating: int | None = None  # the last session asked how it felt
         self.program_problems: list[str] = []
@@ -335,6 +365,15 @@ class TreadmillApp(App[None]):
         self.notify(f"The treadmill did not accept Stop ({one_line(outcome.detail)}): "
                     f"{ACTIONABLE}.", title="STOP", severity="error",
                     timeout=10, markup=False)
+
+    def on_quit_requested(self, message: QuitRequested) -> None:
+        """A signal reached the controller's process, which has sent Stop: leave as after a
+        signal here."""
+        self._signals_seen += 1
+        self.quit_after()
+
+    def on_controller_gone(self, message: ControllerGone) -> None:
+        self.exit(message=f"{one_line(message.reason)}: if the belt is moving, {ACTIONABLE}.")
 
     def on_watchdog_stop(self, message: WatchdogStop) -> None:
         self.bell()
@@ -524,7 +563,7 @@ def run_tui(
     safety: SafetyConfig | None = None,
     simulator: SimulatorFactory | None = None,
     loop_factory: LoopFactory | None = None,
-    controller: Mode = "threaded",
+    controller: TuiMode = "threaded",
     mqtt: MqttSettings | None = None,
     record: bool = True,
     suggested: Program | None = None,
@@ -538,7 +577,7 @@ def run_tui(
     config = load_config()
     if device and simulate:
         raise TreadmillError("--device and --simulate can't be used together: pick one")
-    if controller == "threaded":
+    if controller in ("threaded", "process"):
         # The key reader and the controller each take the GIL on the way to a Stop; a thread
         # waiting for it waits up to the switch interval (5 ms by default) while the screen's
         # thread is busy rendering. A tenth of that keeps both hand-overs short.
@@ -548,6 +587,18 @@ def run_tui(
         found = catalogue()
         programs = {**found.programs, suggested.name: suggested}
         program_name = suggested.name
+    if controller == "process":
+        from tui.split import AppSettings, run_split
+
+        core = Controller(safety=safety or SafetyConfig(), simulator=simulator, mqtt=mqtt,
+                          record=record, auto_export=auto_export)
+        run_split(core, AppSettings(program_name=program_name, device=device,
+                                    simulate=simulate, safety=core.safety, config=config,
+                                    programs=programs, real_time=loop_factory is None,
+                                    simulator_available=simulator is not None,
+                                    log_level=logging.getLogger().level),
+                  loop_factory=loop_factory)
+        return
     app = TreadmillApp(program_name=program_name, device=device, simulate=simulate,
                        safety=safety, simulator=simulator, config=config, programs=programs,
                        real_time=loop_factory is None, controller=controller,

@@ -18,7 +18,7 @@ from typing import Any
 
 from textual.message import Message
 
-from safety import SafetyConfig, Source
+from safety import Pause, Resume, SafetyConfig, Source
 from treadmill import session_events as ev
 from treadmill.client import FtmsClient
 from treadmill.errors import TreadmillError
@@ -123,6 +123,13 @@ class Controller:
         runner = self.runner
         if runner is not None and runner.governor is not None:
             runner.submit(make_request)
+
+    def toggle_pause(self) -> None:
+        """Pause, or resume a pause: decided here, at the governor's state right now."""
+        runner = self.runner
+        if runner is not None and runner.governor is not None:
+            paused = str(runner.governor.state) == "paused"
+            runner.submit(Resume if paused else Pause)
 
     def confirm_turned(self) -> None:
         runner = self.runner

@@ -51,3 +51,14 @@ class StopKeyDriver(LinuxDriver):
             else:
                 mark_stop_sent(message)
         super().process_message(message)
+
+
+class RelayedStopDriver(LinuxDriver):
+    """LinuxDriver for the screen's process of a split TUI (tui/split.py): the controller's
+    process read every key first and stopped on each space, so a `space` key here only asks for
+    the feedback."""
+
+    def process_message(self, message: Message) -> None:
+        if isinstance(message, events.Key) and message.key == STOP_KEY:
+            mark_stop_sent(message)
+        super().process_message(message)

@@ -98,3 +98,16 @@ class WatchdogStop(Message):
     def __init__(self, reason: str) -> None:
         super().__init__()
         self.reason = reason
+
+
+class QuitRequested(Message):
+    """A signal reached the controller process (tui/split.py): it has sent Stop; leave as
+    after a signal here (wait for the Stop to be written, then exit)."""
+
+
+class ControllerGone(Message):
+    """The controller process ended: nothing here can reach the treadmill any more."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason

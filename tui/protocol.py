@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from treadmill.programs import Program
     from tui.controller import Controller
     from tui.host import ControllerHost
+    from tui.remote import RemoteCore, RemoteHost
     from tui.targets import SimulatedDevice
 
 
@@ -35,8 +36,8 @@ class TreadmillAppLike(Protocol):
     simulate_requested: bool
     scan_timeout_s: float | None
     real_time: bool
-    host: ControllerHost
-    core: Controller
+    host: ControllerHost | RemoteHost  # the controller on a thread here, or in its own process
+    core: Controller | RemoteCore
 
     @property
     def link(self) -> TreadmillLink | None: ...

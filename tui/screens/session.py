@@ -1,21 +1,23 @@
 """The session: big numbers, which way you face, the step and what comes next, the safety state.
 
-The SessionRunner runs on the controller's loop (tui/controller.py), usually in another thread;
-this screen starts it through the `ControllerHost` and awaits the result in a worker. Its
+The SessionRunner runs on the controller's loop (tui/controller.py), usually in another process
+(tui/split.py) or thread; this screen starts it through the host and awaits the result in a
+worker. Its
 events come through a `SessionFeed` (tui/feed.py): discrete events (step, cue, turn-around,
 alarm, ended, ...) as messages; telemetry as numbers that wait in the feed, drained by one
 queued call at a time and folded into the SessionState. Redraws are coalesced with
 `loop.call_later` so the display is redrawn at most every REFRESH_S (4 Hz), however fast
 telemetry comes. Key requests go to `host.submit`; a refusal comes back as an event and is
 shown in the status line. What the screen shows of the runner and governor it reads as plain
-attributes. SPACE never comes here: the key reader and the app stop the belt first.
+attributes (of the real objects, or of their mirrors, tui/views.py). SPACE never comes here:
+the key reader and the app stop the belt first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events, work
@@ -26,7 +28,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Sparkline, Static
 
-from safety import Pause, Resume, SafetyConfig, StepIncline, StepSpeed
+from safety import SafetyConfig, StepIncline, StepSpeed
 from treadmill import session_events as ev
 from treadmill.errors import TreadmillError
 from treadmill.programs import Program
@@ -47,6 +49,7 @@ from tui.session_state import (
     distance_text,
     sentences,
 )
+from tui.views import RequestAt
 from tui.widgets.metric import Metric
 from tui.widgets.orientation import OrientationBanner
 from tui.widgets.top_bar import TopBar
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
 
     from treadmill.link import TreadmillLink
     from tui.host import ControllerHost
+    from tui.remote import RemoteHost
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +126,7 @@ class SessionScreen(Screen[None]):
         link: TreadmillLink | None = None,
         safety: SafetyConfig | None = None,
         *,
-        host: ControllerHost | None = None,
+        host: ControllerHost | RemoteHost | None = None,
         state: SessionState | None = None,
     ) -> None:
         super().__init__()
@@ -374,26 +378,34 @@ class SessionScreen(Screen[None]):
             return not ended
         return True
 
-    def submit(self, make: Callable[[float], Any]) -> None:
+    def _started(self) -> bool:
         runner = self.runner
         if runner is None or runner.governor is None or self.host is None:
             self.state.set_status("the session has not started yet", "refused")
             self.render_state()
-            return
-        self.host.submit(make)  # refusals come back as events, shown in the status line
-        self.request_refresh()
+            return False
+        return True
+
+    def submit(self, make: RequestAt) -> None:
+        """A key's request; the controller builds it at its own time (it may be in another
+        process, so a request class and its arguments, not a closure)."""
+        if self._started():
+            assert self.host is not None
+            self.host.submit(make)  # refusals come back as events, shown in the status line
+            self.request_refresh()
 
     def action_speed(self, steps: int) -> None:
-        self.submit(lambda t: StepSpeed(t, steps))
+        self.submit(RequestAt(StepSpeed, (steps,)))
 
     def action_incline(self, steps: int) -> None:
-        self.submit(lambda t: StepIncline(t, steps))
+        self.submit(RequestAt(StepIncline, (steps,)))
 
     def action_pause(self) -> None:
-        runner = self.runner
-        paused = (runner is not None and runner.governor is not None
-                  and str(runner.governor.state) == "paused")
-        self.submit(Resume if paused else Pause)
+        # Pause or resume is decided by the controller, at the governor's state right then.
+        if self._started():
+            assert self.host is not None
+            self.host.run_soon(self.host.controller.toggle_pause)
+            self.request_refresh()
 
     def action_back(self, force: bool = False) -> None:
         if not force and not (self.state.ended or not self.live or (

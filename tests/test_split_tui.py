@@ -1,0 +1,143 @@
+"""The TUI as two processes (tui/split.py): the controller's process reads the keys and stops the
+belt; the screen's process only draws. Real processes in a pty, judged on the simulator's trace.
+
+- SPACE stops the belt even while the screen's process is frozen (SIGSTOP): the key never
+  waits for the screen.
+- The screen's process killed mid-session: the belt stops at once (its wire closed), and the
+  controller's process leaves with the belt stopped and the simulator closed.
+- Keys other than SPACE reach the screen (the session starts from Enter, q quits).
+- What counts as a space for the key reader, and the relay's copying, as small functions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_cli_signals import (
+    EXIT_WITHIN_S,
+    assert_stop_reached_the_machine,
+    trace_lines,
+)
+from test_stop_path import start_walking, wait_for_stop
+from textual import events
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX ptys")
+
+
+def screen_process(pid: int, timeout: float = 10.0) -> int:
+    """The pid of the screen's process: the controller's one child."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.05)
+    raise AssertionError("the controller's process has no screen process")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+def test_space_stops_the_belt_while_the_screen_is_frozen(tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    term = start_walking(tmp_path, trace)
+    screen = screen_process(term.process.pid)
+    try:
+        os.kill(screen, signal.SIGSTOP)  # the screen draws nothing, reads nothing
+        time.sleep(0.3)
+        pressed = time.monotonic()
+        term.type(" ")
+        stop = wait_for_stop(trace, pressed, 1.0)  # well before the 3 s heartbeat watchdog
+        assert stop["mono"] - pressed < 1.0
+    finally:
+        os.kill(screen, signal.SIGCONT)
+        term.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+def test_the_screen_process_killed_stops_the_belt_at_once(tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    term = start_walking(tmp_path, trace)
+    screen = screen_process(term.process.pid)
+    try:
+        killed = time.monotonic()
+        os.kill(screen, signal.SIGKILL)
+        stop = wait_for_stop(trace, killed, 2.0)
+        assert stop["mono"] - killed < 2.0  # the closed wire, not the 3 s watchdog
+        term.process.wait(timeout=EXIT_WITHIN_S)  # and the controller's process leaves
+    finally:
+        term.close()
+    assert_stop_reached_the_machine(trace)
+    assert trace_lines(trace)[-1].get("final")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+def test_the_screen_process_leaves_when_the_controller_process_is_killed(tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    term = start_walking(tmp_path, trace)
+    screen = screen_process(term.process.pid)
+    try:
+        term.process.kill()  # nothing is left to stop the belt; the screen must not linger
+        term.process.wait(timeout=EXIT_WITHIN_S)
+        deadline = time.monotonic() + EXIT_WITHIN_S
+        while Path(f"/proc/{screen}").exists() and time.monotonic() < deadline:
+            if Path(f"/proc/{screen}/stat").read_text().split()[2] == "Z":
+                break  # ended; only its zombie is left (its parent was killed)
+            time.sleep(0.05)
+        gone = (not Path(f"/proc/{screen}").exists()
+                or Path(f"/proc/{screen}/stat").read_text().split()[2] == "Z")
+        assert gone, "the screen's process outlived its controller"
+    finally:
+        term.close()
+
+
+def test_every_space_counts_as_a_stop_key():
+    from tui.split import is_stop_key
+
+    assert is_stop_key(events.Key("space", " "))
+    assert is_stop_key(events.Key("alt+space", " "))
+    assert is_stop_key(events.Paste("walk fast"))
+    assert not is_stop_key(events.Key("enter", "\r"))
+    assert not is_stop_key(events.Key("a", "a"))
+    assert not is_stop_key(events.Paste("walk"))
+
+
+def relay_with_pipes(stops: list[int]):
+    from tui.split import TerminalRelay
+
+    keys_in, keys_out = os.pipe()  # the person's terminal -> the relay
+    screen_in, screen_out = os.pipe()  # the relay -> the screen's pty (a pipe stands in)
+    relay = TerminalRelay(keys_in, sys.stdout.fileno(), screen_out,
+                          on_stop=lambda: stops.append(1), on_hangup=lambda: stops.append(-1))
+    return relay, keys_out, screen_in
+
+
+def test_the_relay_stops_on_a_space_and_passes_every_byte_on():
+    stops: list[int] = []
+    relay, keys, screen = relay_with_pipes(stops)
+    for chunk in (b"\x1b[A", b"ab", b" ", b"\r"):
+        os.write(keys, chunk)
+        relay._on_input()  # what the loop calls when the terminal is readable
+    assert stops == [1]  # one space, one Stop
+    assert os.read(screen, 100) == b"\x1b[Aab \r"
+
+
+def test_a_space_inside_a_mouse_report_is_not_a_stop():
+    stops: list[int] = []
+    relay, keys, screen = relay_with_pipes(stops)
+    os.write(keys, b"\x1b[<0;10;5M")  # an SGR mouse click
+    relay._on_input()
+    assert stops == []
+    assert os.read(screen, 100) == b"\x1b[<0;10;5M"
+
+
+def test_the_terminal_closing_is_a_hang_up():
+    stops: list[int] = []
+    relay, keys, _ = relay_with_pipes(stops)
+    os.close(keys)  # EOF
+    relay._on_input()
+    assert stops == [-1]
+    assert relay.terminal_gone
