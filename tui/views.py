@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tui.session_state import SafetyView
+
 if TYPE_CHECKING:
     from treadmill.events import TelemetrySample
     from treadmill.ftms import DeviceInfo
@@ -55,46 +57,8 @@ class LinkState:
 
 
 @dataclass(frozen=True)
-class GovernorState:
-    """The governor's read-only view, as `tui.session_state.SafetyView.from_governor` reads it."""
-
-    state: str
-    orientation: str
-    target_speed_kmh: float
-    commanded_speed_kmh: float
-    measured_speed_kmh: float | None
-    commanded_incline_pct: float
-    measured_incline_pct: float | None
-    speed_cap_kmh: float
-    ramping: bool
-    hold_reason: str | None
-    telemetry_age_s: float | None
-    link_state: str
-    has_control: bool
-    ended_reason: str | None
-    backward_bout_s: float
-    backward_total_s: float
-
-    @classmethod
-    def of(cls, governor: Any) -> GovernorState:
-        ended = governor.ended_reason
-        return cls(
-            state=str(governor.state), orientation=str(governor.orientation),
-            target_speed_kmh=governor.target_speed_kmh,
-            commanded_speed_kmh=governor.commanded_speed_kmh,
-            measured_speed_kmh=governor.measured_speed_kmh,
-            commanded_incline_pct=governor.commanded_incline_pct,
-            measured_incline_pct=governor.measured_incline_pct,
-            speed_cap_kmh=governor.speed_cap_kmh, ramping=governor.ramping,
-            hold_reason=governor.hold_reason, telemetry_age_s=governor.telemetry_age_s,
-            link_state=str(governor.link_state), has_control=governor.has_control,
-            ended_reason=None if ended is None else str(ended),
-            backward_bout_s=governor.backward_bout_s, backward_total_s=governor.backward_total_s)
-
-
-@dataclass(frozen=True)
 class RunnerState:
-    governor: GovernorState | None
+    governor: SafetyView | None  # the governor's read-only view (it reads as the governor does)
     waiting_for_confirmation: bool
     current_step: WalkItem | None
     step_remaining_s: float | None
@@ -102,7 +66,7 @@ class RunnerState:
     @classmethod
     def of(cls, runner: SessionRunner) -> RunnerState:
         governor = runner.governor
-        return cls(governor=None if governor is None else GovernorState.of(governor),
+        return cls(governor=None if governor is None else SafetyView.from_governor(governor),
                    waiting_for_confirmation=runner.waiting_for_confirmation,
                    current_step=runner.current_step, step_remaining_s=runner.step_remaining_s)
 
@@ -164,7 +128,7 @@ class LinkMirror:
 class RunnerMirror:
     """A `SessionRunner` as the session screen reads it."""
 
-    governor: GovernorState | None = None
+    governor: SafetyView | None = None
     waiting_for_confirmation: bool = False
     current_step: WalkItem | None = None
     step_remaining_s: float | None = None
