@@ -212,10 +212,10 @@ def run_split(controller: Controller, settings: AppSettings, *,
     ours, theirs = socket.socketpair()
     master, slave = pty.openpty()
     copy_size(stdout_fd, master)
-    screen = subprocess.Popen(
+    screen = ScreenProcess(subprocess.Popen(
         [sys.executable, "-m", "tui.ui_process", str(theirs.fileno())],
         stdin=slave, stdout=slave, stderr=slave, pass_fds=(theirs.fileno(),),
-        start_new_session=True)
+        start_new_session=True))
     os.close(slave)
     theirs.close()
     saved = None
@@ -229,10 +229,10 @@ def run_split(controller: Controller, settings: AppSettings, *,
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(_serve(controller, ours, screen, master, stdin_fd, stdout_fd))
     finally:
-        _kill(screen)
+        screen.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            screen.wait(2.0)
-        if screen.returncode != 0:
+            screen.popen.wait(2.0)
+        if screen.popen.returncode != 0:
             with contextlib.suppress(OSError):
                 os.write(stdout_fd, TERMINAL_RESET)
         if saved is not None:
@@ -241,13 +241,13 @@ def run_split(controller: Controller, settings: AppSettings, *,
         with contextlib.suppress(OSError):
             os.close(master)
         ours.close()
-    if screen.returncode not in (0, None) and not getattr(screen, "killed_on_purpose", False):
+    if screen.crashed:
         raise TreadmillError(
-            f"the screen's process ended unexpectedly (exit status {screen.returncode}); the "
+            f"the screen's process ended unexpectedly (exit status {screen.popen.returncode}); the "
             f"belt was stopped. If it is moving, {ACTIONABLE}")
 
 
-async def _serve(controller: Controller, sock: socket.socket, screen: subprocess.Popen[Any],
+async def _serve(controller: Controller, sock: socket.socket, screen: ScreenProcess,
                  master: int, stdin_fd: int, stdout_fd: int) -> None:
     loop = asyncio.get_running_loop()
     rate = getattr(loop, "speedup", None) or 1.0  # loop seconds per wall-clock second
@@ -264,9 +264,9 @@ async def _serve(controller: Controller, sock: socket.socket, screen: subprocess
         controller.emergency_stop()
         if signals_seen == 1:
             server.send(("quit",))
-            loop.call_later(QUIT_GRACE_S * rate, _kill, screen)
+            loop.call_later(QUIT_GRACE_S * rate, screen.kill)
         else:
-            _kill(screen)
+            screen.kill()
 
     relay = TerminalRelay(stdin_fd, stdout_fd, master, on_stop=controller.emergency_stop,
                           on_hangup=lambda: leave("the terminal closed"))
@@ -282,7 +282,7 @@ async def _serve(controller: Controller, sock: socket.socket, screen: subprocess
     screen_ended = loop.create_future()
 
     def watch_screen() -> None:
-        screen.wait()
+        screen.popen.wait()
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(lambda: screen_ended.done() or screen_ended.set_result(None))
 
@@ -293,7 +293,7 @@ async def _serve(controller: Controller, sock: socket.socket, screen: subprocess
         if not screen_ended.done():
             await asyncio.wait({screen_ended}, timeout=UI_EXIT_WAIT_S * rate)
             if not screen_ended.done():
-                _kill(screen)
+                screen.kill()
     finally:
         for sig in installed:
             with contextlib.suppress(Exception):
@@ -313,8 +313,19 @@ def _on_signal(sig: int, relay: TerminalRelay, leave: Callable[[str], None]) -> 
     leave(signal.Signals(sig).name)
 
 
-def _kill(screen: subprocess.Popen[Any]) -> None:
-    if screen.poll() is None:
-        screen.killed_on_purpose = True  # type: ignore[attr-defined]
-        with contextlib.suppress(OSError):
-            screen.kill()
+class ScreenProcess:
+    """The screen's process, and whether this side ended it (then its exit is no crash)."""
+
+    def __init__(self, popen: subprocess.Popen[Any]) -> None:
+        self.popen = popen
+        self.killed = False
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.killed = True
+            with contextlib.suppress(OSError):
+                self.popen.kill()
+
+    @property
+    def crashed(self) -> bool:
+        return self.popen.returncode not in (0, None) and not self.killed
