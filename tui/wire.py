@@ -1,8 +1,10 @@
 """The wire between the UI process and the controller process: length-prefixed pickles over one
 private Unix socket pair (both ends are this program, started by the controller process).
 
+Controller -> UI, first: ("settings", AppSettings)   what the screen's app is built with
 UI -> controller:
   ("call", id, method, args)   an async controller method; answered by ("result", id, ok, value)
+  ("cancel", id)               the caller gave up on that call
   ("do", method, args)         a synchronous one (emergency_stop, submit, confirm_turned, ...)
   ("heartbeat",)               the screen is alive
 Controller -> UI:
@@ -10,6 +12,7 @@ Controller -> UI:
   ("state", CoreState)         what the screens read (tui/views.py)
   ("feed", session_id, events) a session's events, in order
   ("t0", session_id, t0)       the session's time origin on the controller's clock
+  ("idle", session_id)         after that session, the idle link read the belt (a redraw)
   ("post", name, kwargs)       a controller message for the app (tui/messages.py)
   ("quit",)                    a signal reached the controller: stop and leave
 """
