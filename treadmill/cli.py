@@ -36,6 +36,7 @@ from safety import (
 )
 from safety.wording import ACTIONABLE, checklist_text
 from treadmill import session_events as ev
+from treadmill import stop_signals
 from treadmill.client import DeviceInfo, FtmsClient
 from treadmill.config import (
     ConfigError,
@@ -73,13 +74,6 @@ from treadmill.wiring import (
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 3
 EXIT_OUTPUT_CLOSED = 128 + 13  # what a shell shows for a tool killed by SIGPIPE
-
-# Every signal that means "go away" stops the belt first (DESIGN §5: every signal and a closed
-# terminal send Stop before the process exits). Windows has only SIGINT/SIGTERM.
-STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
-    if hasattr(signal, name)
-)
 
 
 class OutputClosed(Exception):
@@ -1061,11 +1055,7 @@ async def _headless_session(client: FtmsClient, sim: Any, program: Program,
 
     printer.on_closed = stop_once
     printer.on_started = on_started
-    installed: list[signal.Signals] = []
-    for sig in STOP_SIGNALS:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, on_signal, sig)
-            installed.append(sig)
+    installed = stop_signals.add_handlers(loop, on_signal)
 
     def on_event(event: SessionEvent) -> None:
         printer(event)
@@ -1099,9 +1089,7 @@ async def _headless_session(client: FtmsClient, sim: Any, program: Program,
             finally:
                 keyboard.close()
     finally:
-        for sig in installed:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(sig)
+        stop_signals.remove_handlers(loop, installed)
         if bridge is not None:
             await bridge.aclose()  # the dashboard says "offline" (bounded)
         if recorder is not None:
@@ -1206,7 +1194,7 @@ def mqtt_command(device: str | None, broker: str | None, simulate: bool, sim_pro
     try:
         run_async(bridge_between_sessions(client, settings, safety, say,
                                           label=client.address, simulated=sim is not None,
-                                          signals=STOP_SIGNALS))
+                                          signals=stop_signals.STOP_SIGNALS))
     finally:
         if sim is not None:
             sim.close()

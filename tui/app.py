@@ -40,6 +40,7 @@ from textual.driver import Driver
 
 from safety import SafetyConfig
 from safety.wording import ACTIONABLE
+from treadmill import stop_signals
 from treadmill.config import Config, load_config, normalize_address
 from treadmill.errors import TreadmillError, describe_bluetooth_error
 from treadmill.history.autoexport import AutoExport
@@ -85,13 +86,6 @@ type TuiMode = Literal["process", "threaded", "inline"]  # see run_tui
 
 HEARTBEAT_S = 0.5  # how often the app tells the controller it is alive (wall clock)
 GIL_SWITCH_S = 0.0005
-# Every signal that means "go away" (a closed terminal is SIGHUP) stops the belt before the
-# app exits, as Quit does (DESIGN §5). SIGINT too: in raw mode Ctrl-C is a key, but `kill -INT`
-# still arrives as a signal.
-STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
-    getattr(signal, name) for name in ("SIGHUP", "SIGTERM", "SIGQUIT", "SIGINT")
-    if hasattr(signal, name)
-)
 
 
 def relayed_stop_driver() -> type[Driver] | None:
@@ -266,18 +260,11 @@ class TreadmillApp(App[None]):
         same thread-safe stop SPACE does). Without them SIGHUP/SIGTERM/SIGQUIT would kill the
         process with the belt still running."""
         loop = asyncio.get_running_loop()
-        for sig in STOP_SIGNALS:
-            # Not on Windows' loop, nor off the main thread (tests running the app in one).
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self.on_stop_signal, sig)
-                self._signal_handlers.append(sig)
+        self._signal_handlers += stop_signals.add_handlers(loop, self.on_stop_signal)
 
     def remove_signal_handlers(self) -> None:
         with contextlib.suppress(RuntimeError):
-            loop = asyncio.get_running_loop()
-            for sig in self._signal_handlers:
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.remove_signal_handler(sig)
+            stop_signals.remove_handlers(asyncio.get_running_loop(), self._signal_handlers)
         self._signal_handlers.clear()
 
     def on_stop_signal(self, sig: signal.Signals) -> None:

@@ -40,6 +40,7 @@ from textual._xterm_parser import XTermParser
 
 from safety import SafetyConfig
 from safety.wording import ACTIONABLE
+from treadmill import stop_signals
 from treadmill.config import Config
 from treadmill.errors import TreadmillError
 from treadmill.programs import Program
@@ -51,10 +52,6 @@ from tui.wire import Sender
 
 log = logging.getLogger(__name__)
 
-STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
-    getattr(signal, name) for name in ("SIGHUP", "SIGTERM", "SIGQUIT", "SIGINT")
-    if hasattr(signal, name)
-)
 QUIT_GRACE_S = CLOSE_TIMEOUT_S + 2.0  # the screen's own orderly exit (wall clock), then a kill
 UI_EXIT_WAIT_S = 3.0  # after its wire closed, the screen's process has this long to end
 # What the screen's process would have undone on an orderly exit: the alternate screen, mouse
@@ -271,11 +268,7 @@ async def _serve(controller: Controller, sock: socket.socket, screen: ScreenProc
     relay = TerminalRelay(stdin_fd, stdout_fd, master, on_stop=controller.emergency_stop,
                           on_hangup=lambda: leave("the terminal closed"))
     relay.start(loop)
-    installed: list[int] = []
-    for sig in STOP_SIGNALS:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, _on_signal, sig, relay, leave)
-            installed.append(sig)
+    installed = stop_signals.add_handlers(loop, _on_signal, relay, leave)
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
         loop.add_signal_handler(signal.SIGWINCH, relay.copy_size)
         installed.append(signal.SIGWINCH)
@@ -295,9 +288,7 @@ async def _serve(controller: Controller, sock: socket.socket, screen: ScreenProc
             if not screen_ended.done():
                 screen.kill()
     finally:
-        for sig in installed:
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
+        stop_signals.remove_handlers(loop, installed)
         if not server.shut_down:
             # The screen ended without its orderly shutdown (a crash, a kill): do it here.
             with contextlib.suppress(Exception, asyncio.CancelledError):
