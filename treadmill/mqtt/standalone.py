@@ -11,6 +11,7 @@ import signal
 from collections.abc import Callable, Sequence
 
 from safety import SafetyConfig, Source
+from treadmill import stop_signals
 from treadmill.client import FtmsClient
 from treadmill.errors import TreadmillError
 from treadmill.events import TelemetrySample
@@ -34,11 +35,7 @@ async def bridge_between_sessions(client: FtmsClient, settings: MqttSettings,
     happens in one line each."""
     loop = asyncio.get_running_loop()
     done = until or asyncio.Event()
-    installed = []
-    for sig in signals:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, done.set)
-            installed.append(sig)
+    installed = stop_signals.add_handlers(loop, lambda sig: done.set(), signals=signals)
     lost = asyncio.Event()
     link = TreadmillLink(client, safety=safety, simulated=simulated, label=label,
                          on_link_lost=lambda reason: lost.set())
@@ -100,9 +97,7 @@ async def bridge_between_sessions(client: FtmsClient, settings: MqttSettings,
                 say("connected to the treadmill again")
                 break
     finally:
-        for sig in installed:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(sig)
+        stop_signals.remove_handlers(loop, installed)
         if bridge is not None:
             bridge.set_link(False)
             await bridge.aclose()
