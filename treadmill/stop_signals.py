@@ -18,7 +18,7 @@ STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
 
 # Windows' loop has no signal handlers, and only the main thread may add them (tests run apps
 # on other threads). Either way the handler is simply not there.
-_CANNOT = (NotImplementedError, RuntimeError, ValueError, AttributeError)
+_CANNOT = (NotImplementedError, RuntimeError, ValueError)
 
 
 def add_handlers(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: Any,
