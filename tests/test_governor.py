@@ -1030,6 +1030,20 @@ def test_control_lost_ends_without_any_command_and_never_requests_control_again(
         assert cmds(g.handle(event)) == []
 
 
+def test_a_garbage_control_lost_after_a_refused_stop_still_sends_one_stop():
+    # Found by the whole-session property: Stop refused in a busy moment, its re-send due,
+    # then a corrupt status reads 0xFF. The re-sends end, but the one Stop of row 19 goes.
+    g = Governor(FLAT)
+    t = start_running(g)
+    g.handle(EmergencyStop(t))
+    g.handle(CommandFailed(t + 0.01, StopCmd(), "op code not supported"))
+    out = g.handle(MachineStatus(t + 0.2, StatusKind.CONTROL_LOST))
+    assert cmds(out) == [StopCmd()]
+    g.handle(CommandFailed(t + 0.3, StopCmd(), "control not permitted"))
+    for at in (t + 1, t + 3, t + 10):
+        assert cmds(g.handle(Tick(at))) == []
+
+
 def test_stopped_at_the_console_ends_the_session():
     g = Governor(FLAT)
     t = start_running(g)

@@ -7,7 +7,7 @@ from typing import override
 from ..belt import BeltCommand, number
 from ..context import ACTIONABLE, Context
 from ..states import Trigger
-from ..types import AlarmKind, EndReason, GovernorState, MachineStatus, StatusKind
+from ..types import AlarmKind, EndReason, GovernorState, MachineStatus, StatusKind, StopCmd
 from . import RaiseAlarm, Rule, StopNow, Verdict
 from .not_obeying import NotObeying
 
@@ -35,8 +35,14 @@ class MachineStatusRule(Rule):
             return None
         if ctx.state is S.ENDED:
             # After the end only the loss of control matters: no Stop retries without it.
+            # But the one Stop row 19 promises still goes, if the belt is not yet seen at
+            # rest: a garbage 0xFF must not cancel the re-sends of a refused Stop and leave
+            # the belt running.
             if event.kind in (StatusKind.CONTROL_LOST, StatusKind.RESET):
                 ctx.lose_control()
+                if (ctx.rest_since() is None and not ctx.sent_this_call
+                        and ctx.outbox.stops_in_flight == 0):
+                    ctx.send(StopCmd())
             return None
         return self._live(status_kind(event), number(event.value), ctx)
 
