@@ -295,7 +295,7 @@ class TreadmillApp(App[None]):
 
     async def shutdown_treadmill(self) -> None:
         """Leave the belt stopped and the link closed, whatever way the app exits."""
-        if self.host.loop is None:
+        if not self.host.started:
             return  # never started
         with contextlib.suppress(Exception, asyncio.CancelledError):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):

@@ -110,6 +110,11 @@ class ControllerHost:
             log.error("the controller did not stop within %.0f s", timeout)
 
     @property
+    def started(self) -> bool:
+        """start() has run: the controller's loop is there to take calls."""
+        return self.loop is not None
+
+    @property
     def on_controller_thread(self) -> bool:
         return self._thread_id == threading.get_ident()
 

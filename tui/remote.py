@@ -98,7 +98,6 @@ class RemoteHost:
         self._sender = Sender(sock)
         self.controller = RemoteCore(self)
         self.post: Callable[[Message], object] = lambda message: None  # the app's post_message
-        self.loop: object | None = None  # set by start(): the app reads it as "started"
         self._ids = itertools.count(1)
         self._calls: dict[int, concurrent.futures.Future[Any]] = {}
         self._feeds: dict[int, SessionFeed] = {}
@@ -112,12 +111,16 @@ class RemoteHost:
     def start(self) -> None:
         if self._reader is not None:
             return
-        self.loop = True
         self._reader = threading.Thread(target=self._read, name="controller-wire", daemon=True)
         self._reader.start()
 
     def close(self, timeout: float = 0.0) -> None:
         self._sender.close()
+
+    @property
+    def started(self) -> bool:
+        """start() has run: the wire is being read."""
+        return self._reader is not None
 
     @property
     def on_controller_thread(self) -> bool:
@@ -261,10 +264,21 @@ class RemoteHost:
         if isinstance(value, SimState):
             core.sim = value
         if isinstance(value, LinkState):
-            if core.link is None or core.link.key != value.key:
-                core.link = LinkMirror(value)
-            return core.link
+            return self._follow(value)
         return value
+
+    def _follow(self, link: LinkState | None) -> LinkMirror | None:
+        """The link's mirror after `link`: the same one brought up to date for the same link;
+        for another link or none, the old one is told it is gone (a screen may still hold it)."""
+        core = self.controller
+        if link is not None and core.link is not None and core.link.key == link.key:
+            core.link.apply(link)
+            return core.link
+        if core.link is not None:
+            core.link.connected = False
+            core.link.can_stop = False
+        core.link = None if link is None else LinkMirror(link)
+        return core.link
 
     def _apply(self, state: CoreState) -> None:
         core = self.controller
@@ -274,19 +288,7 @@ class RemoteHost:
         core.can_stop = state.can_stop
         core.last_session_id = state.last_session_id
         core.record = state.record
-        link = state.link
-        if link is None:
-            if core.link is not None:
-                core.link.connected = False
-                core.link.can_stop = False
-            core.link = None
-        elif core.link is not None and core.link.key == link.key:
-            core.link.apply(link)
-        else:
-            if core.link is not None:
-                core.link.connected = False
-                core.link.can_stop = False
-            core.link = LinkMirror(link)
+        self._follow(state.link)
         for session_id, runner in state.runners.items():
             feed = self._feeds.get(session_id)
             if feed is not None and isinstance(feed.runner, RunnerMirror):
