@@ -26,6 +26,8 @@ from test_cli_signals import (
 from test_stop_path import start_walking, wait_for_stop
 from textual import events
 
+from simulators.terminal import Terminal
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX ptys")
 
 
@@ -40,11 +42,20 @@ def screen_process(pid: int, timeout: float = 10.0) -> int:
     raise AssertionError("the controller's process has no screen process")
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
-def test_space_stops_the_belt_while_the_screen_is_frozen(tmp_path):
+def walking_with_a_screen(tmp_path: Path) -> tuple[Terminal, Path, int]:
+    """A session walking in a pty: the terminal, the simulator's trace, the screen's pid."""
     trace = tmp_path / "trace.jsonl"
     term = start_walking(tmp_path, trace)
-    screen = screen_process(term.process.pid)
+    try:
+        return term, trace, screen_process(term.process.pid)
+    except BaseException:
+        term.close()
+        raise
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+def test_space_stops_the_belt_while_the_screen_is_frozen(tmp_path):
+    term, trace, screen = walking_with_a_screen(tmp_path)
     try:
         os.kill(screen, signal.SIGSTOP)  # the screen draws nothing, reads nothing
         time.sleep(0.3)
@@ -59,9 +70,7 @@ def test_space_stops_the_belt_while_the_screen_is_frozen(tmp_path):
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
 def test_the_screen_process_killed_stops_the_belt_at_once(tmp_path):
-    trace = tmp_path / "trace.jsonl"
-    term = start_walking(tmp_path, trace)
-    screen = screen_process(term.process.pid)
+    term, trace, screen = walking_with_a_screen(tmp_path)
     try:
         killed = time.monotonic()
         os.kill(screen, signal.SIGKILL)
@@ -76,9 +85,7 @@ def test_the_screen_process_killed_stops_the_belt_at_once(tmp_path):
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
 def test_the_screen_process_leaves_when_the_controller_process_is_killed(tmp_path):
-    trace = tmp_path / "trace.jsonl"
-    term = start_walking(tmp_path, trace)
-    screen = screen_process(term.process.pid)
+    term, _, screen = walking_with_a_screen(tmp_path)
     try:
         term.process.kill()  # nothing is left to stop the belt; the screen must not linger
         term.process.wait(timeout=EXIT_WITHIN_S)
