@@ -810,6 +810,26 @@ def test_a_zero_after_motion_while_told_to_run_means_it_reports_zero_when_still(
     assert g._ctx.belt.seen_zero
 
 
+def test_silence_after_an_accepted_slow_pause_is_rest_and_the_turn_s_stop_adds_no_wait():
+    # Found by the property run (GOVERNOR_EXAMPLES=3000): paused on a machine silent when
+    # stopped, the turn's Stop goes to a belt already still. The rest seen since the Pause
+    # counts; the person is not made to wait a second dwell after that Stop.
+    g = Governor(FLAT)
+    t = start_running(g, orientation=FWD, silent=True)  # at the 1 km/h start speed
+    assert PauseCmd() in cmds(g.handle(Pause(t)) + g.handle(Tick(t)))
+    g.handle(CommandAccepted(t + 0.1, PauseCmd()))
+    rest_t = t + 0.1 + 1.0 / SLOWEST_DECEL_KMH_S  # even a slow motor has stopped from 1 km/h
+    k = t
+    while k < rest_t + STILL_S + 0.5:  # silent all along
+        k = round(k + 0.25, 6)
+        for c in cmds(g.handle(Tick(k))):
+            g.handle(CommandAccepted(k, c))
+    out = g.handle(TurnAround(k)) + g.handle(Tick(k))
+    assert StopCmd() in cmds(out)  # paused is not stopped: the turn still sends its Stop
+    out += g.handle(CommandAccepted(k + 0.1, StopCmd())) + g.handle(Tick(k + 0.25))
+    assert TurnAroundReady(BACK) in out
+
+
 def test_silence_after_a_fast_pause_is_not_rest():
     g = Governor(FLAT)
     t = start_running(g)

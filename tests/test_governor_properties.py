@@ -133,6 +133,10 @@ class Checker:
     readings: list[tuple[float, float]] = field(default_factory=list)
     last_stop_t: float | None = None
     stop_accepted_t: float | None = None
+    # The belt told to rest (Stop or Pause, and no StartResume since) and when the machine first
+    # accepted that: a Stop sent to a belt already paused adds no evidence, and needs none.
+    resting: bool = False
+    rest_accepted_t: float | None = None
     ready_seen: bool = False
     ended_notices: int = 0
     stop_failures: int = 0
@@ -287,6 +291,11 @@ class Checker:
             case CommandAccepted(command=c) if _unwrap(c) == StopCmd():
                 if self.last_stop_t is not None and self.stop_accepted_t is None:
                     self.stop_accepted_t = t
+                if self.resting and self.rest_accepted_t is None:
+                    self.rest_accepted_t = t
+            case CommandAccepted(command=c) if _unwrap(c) == PauseCmd():
+                if self.resting and self.rest_accepted_t is None:
+                    self.rest_accepted_t = t
             case CommandFailed(command=c) if _unwrap(c) == StopCmd():
                 self.stop_failures += 1
             case MachineStatus(kind=StatusKind.CONTROL_LOST | StatusKind.RESET) | LinkLost():
@@ -309,6 +318,8 @@ class Checker:
                 self.start_asked = False
                 self.ever_started = True
                 self.run_since = t
+                self.resting = False
+                self.rest_accepted_t = None
                 self.moving_seen = False
                 self.last_speed_cmd = None
                 self.ready_seen = False
@@ -329,11 +340,18 @@ class Checker:
                 self.last_stop_t = t
                 self.stop_accepted_t = None
                 self.ready_seen = False
+                self._begin_rest()
             case PauseCmd():
                 self.run_since = None
                 self.last_speed_cmd = None
+                self._begin_rest()
             case _:
                 raise AssertionError(f"unknown command {c!r}")
+
+    def _begin_rest(self):
+        if not self.resting:
+            self.resting = True
+            self.rest_accepted_t = None
 
     def _check_speed(self, kmh, t, g):
         env = self.env(g.orientation)
@@ -387,14 +405,15 @@ class Checker:
         assert all(v <= ZERO for ts, v in self.readings if ts > t - dwell + EPS)
         if not self.readings:
             assert (not self.ever_started and t - self.t0 >= dwell - EPS) or (
-                self.stop_accepted_t is not None and self.stop_accepted_t <= t - dwell + EPS
+                self.rest_accepted_t is not None and self.rest_accepted_t <= t - dwell + EPS
             )
             return
         last_t, last_v = self.readings[-1]
         if last_v > ZERO:
-            # Stopped and silent: Stop accepted, last reading slow, silent for the dwell.
+            # Stopped and silent: told to rest and accepted, last reading slow, silent since.
             assert last_t <= t - dwell + EPS
-            assert self.stop_accepted_t is not None and self.stop_accepted_t <= t - dwell + EPS
+            assert self.resting, "silence counts as rest only after a Stop or Pause"
+            assert self.rest_accepted_t is not None and self.rest_accepted_t <= t - dwell + EPS
             env = self.env(self.orientation)
             assert last_v <= env.start_speed_kmh + env.speed_tolerance_kmh + EPS
         else:
