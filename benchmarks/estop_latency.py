@@ -99,8 +99,8 @@ class Result:
         if not pairs:
             return None
         slow = [(lat, queued) for lat, queued in pairs if lat > over_ms]
-        waited = [1 for lat, queued in slow if queued >= lat / 2]
-        return (f"{self.label}: {len(slow)} presses over {over_ms:g} ms, {len(waited)} of them "
+        waited = sum(1 for lat, queued in slow if queued >= lat / 2)
+        return (f"{self.label}: {len(slow)} presses over {over_ms:g} ms, {waited} of them "
                 f"spent at least half of it ready to run on the run queue")
 
 
