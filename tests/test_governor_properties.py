@@ -141,6 +141,7 @@ class Checker:
     stop_failures: int = 0
     retry_stops: int = 0
     orientation: Orientation = FWD
+    orientation_since: float = -math.inf  # its speed cap applies from then on
     commands: int = 0
     rest_run_low: float | None = None  # lowest reading of the current run above the margin
     was_at_rest: bool = False
@@ -212,6 +213,7 @@ class Checker:
             # The first Start of a session chooses the direction; after that only a turn.
             assert changed or not started_before, "orientation changed without a turn"
             self.orientation = g.orientation
+            self.orientation_since = t
         if g.state in (S.IDLE, S.PAUSED, S.STOPPED, S.AWAITING_TURN, S.ENDED):
             self.run_since = None
             self.last_speed_cmd = None
@@ -269,8 +271,8 @@ class Checker:
         limit = self.env(g.orientation).speed_cap_kmh + self.config.disobey_margin_kmh
         run_start = None
         for ts, v in reversed(self.readings):
-            if v <= limit + EPS:
-                break
+            if v <= limit + EPS or ts < self.orientation_since - EPS:
+                break  # (a belt over the backward cap before the Start chose backward is row 18's)
             run_start = ts
         if run_start is not None:
             assert t - run_start < self.config.disobey_window_s + EPS, "over the cap too long"
