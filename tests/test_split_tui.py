@@ -27,6 +27,7 @@ from test_stop_path import start_walking, wait_for_stop
 from textual import events
 
 from simulators.terminal import Terminal
+from tui.ui_process import SCREEN_NICE
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX ptys")
 
@@ -148,3 +149,17 @@ def test_the_terminal_closing_is_a_hang_up():
     relay._on_input()
     assert stops == [-1]
     assert relay.terminal_gone
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no autogroups here")
+def test_the_screen_process_yields_to_the_controller_in_its_autogroup_too(tmp_path):
+    # Nice alone counts only within an autogroup, and the screen leads a session (so a group)
+    # of its own: without the group's nice, a Stop waited for a redraw.
+    term, _trace, screen = walking_with_a_screen(tmp_path)
+    try:
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert Path(f"/proc/{screen}/autogroup").read_text().split()[-1] == str(SCREEN_NICE)
+        assert os.getpriority(os.PRIO_PROCESS, screen) == min(19, ours + SCREEN_NICE)
+        assert os.getpriority(os.PRIO_PROCESS, term.process.pid) == ours
+    finally:
+        term.close(quit_key="q")
