@@ -154,7 +154,7 @@ def test_the_terminal_closing_is_a_hang_up():
 @pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no autogroups here")
 def test_the_screen_process_yields_to_the_controller_in_its_autogroup_too(tmp_path):
     # Nice alone counts only within an autogroup, and the screen leads a session (so a group)
-    # of its own: without the group's nice, a Stop waited for a redraw.
+    # of its own: without the group's nice, its redraws competed with a Stop as equals.
     term, _trace, screen = walking_with_a_screen(tmp_path)
     try:
         ours = os.getpriority(os.PRIO_PROCESS, 0)

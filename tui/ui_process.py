@@ -26,8 +26,8 @@ AUTOGROUP_TRIES = 5
 def yield_to_the_controller() -> None:
     """Lower this process's priority: its own nice, and its autogroup's. Linux with autogroups
     (most desktop kernels) weighs each session's group against the others and nice only within
-    a group; this process leads a session of its own, so without the second a Stop still waited
-    for a redraw (a scheduler tick, 4 ms here)."""
+    a group; this process leads a session of its own, so without the second its redraws
+    competed with the controller's Stop as equals."""
     with contextlib.suppress(OSError, AttributeError):
         os.nice(SCREEN_NICE)
     for _ in range(AUTOGROUP_TRIES):
