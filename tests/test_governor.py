@@ -501,6 +501,38 @@ def test_belt_that_does_not_start_gets_a_stop():
     assert alarms(out, AlarmKind.START_FAILED)
 
 
+def test_a_refused_start_leaves_the_belt_at_rest_and_a_turn_needs_only_the_dwell():
+    g = Governor(FLAT)
+    g.handle(Telemetry(0.0, 0.0))
+    g.handle(Start(0.0, BACK))
+    out = g.handle(CommandAccepted(0.1, RequestControl())) + g.handle(Telemetry(0.2, 0.0))
+    assert cmds(out) == [StartResume()]
+    out = g.handle(CommandFailed(0.3, StartResume(), "operation failed"))
+    # The treadmill said it did not start: nothing to stop, but say so.
+    assert cmds(out) == [] and g.state is S.STOPPED
+    assert "refused to start (operation failed)" in alarms(out, AlarmKind.START_FAILED)[0].message
+    t = 0.3
+    for k in range(1, 16):  # the belt reads 0 throughout
+        g.handle(Telemetry(t + k * 0.25, 0.0))
+    t += 15 * 0.25
+    out = g.handle(TurnAround(t))
+    assert cmds(out) == [] and out[-1] == TurnAroundReady(FWD)
+    assert g.handle(ConfirmTurned(t + 0.1)) == [OrientationChanged(FWD)]
+
+
+def test_a_belt_that_starts_after_refusing_to_is_stopped():
+    g = Governor(FLAT)
+    g.handle(Telemetry(0.0, 0.0))
+    g.handle(Start(0.0, BACK))
+    g.handle(CommandAccepted(0.1, RequestControl()))
+    g.handle(Telemetry(0.2, 0.0))
+    g.handle(CommandFailed(0.3, StartResume(), "operation failed"))
+    seen = []
+    for k, v in enumerate([0.3, 0.6, 0.9, 1.2, 1.5, 1.8], start=1):
+        seen += cmds(g.handle(Telemetry(0.3 + k * 0.5, v)))
+    assert StopCmd() in seen and g.state is S.ENDED
+
+
 def test_start_refused_while_the_belt_is_moving():
     g = Governor(FLAT)
     g.handle(Telemetry(0.0, 0.0))

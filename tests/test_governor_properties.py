@@ -153,6 +153,8 @@ class Checker:
     start_asked: bool = False  # a Start/Resume request since the last StartResume
     control_asked: bool = False  # a Start, Resume or TurnAround: control may be requested
     control_granted: bool = False  # a RequestControl was ever accepted
+    # What a refused StartResume takes back: the belt never started, so it is as before.
+    before_start: tuple[bool, bool, float | None] = (False, False, None)
 
     def env(self, orientation):
         return envelope_for(self.limits, self.config, orientation)
@@ -294,6 +296,13 @@ class Checker:
                     self.rest_accepted_t = t
             case CommandFailed(command=c) if _unwrap(c) == StopCmd():
                 self.stop_failures += 1
+            case CommandFailed(command=c) if _unwrap(c) == StartResume() and (
+                self.run_since is not None  # (a Stop or Pause since has its own rest)
+            ):
+                # Refused: the belt was not started, so no Stop is owed before a turn (and if
+                # it starts anyway, "rising when not asked" is checked as at any rest).
+                self.ever_started, self.resting, self.rest_accepted_t = self.before_start
+                self.run_since = None
             case MachineStatus(kind=StatusKind.CONTROL_LOST | StatusKind.RESET) | LinkLost():
                 self.control_lost = True
             case _:
@@ -312,6 +321,7 @@ class Checker:
                 # Never by itself: only for a Start/Resume the person asked for.
                 assert self.start_asked, "StartResume without a Start or Resume"
                 self.start_asked = False
+                self.before_start = (self.ever_started, self.resting, self.rest_accepted_t)
                 self.ever_started = True
                 self.run_since = t
                 self.resting = False
