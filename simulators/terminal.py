@@ -61,6 +61,13 @@ class Terminal:
         with self._lock:
             return bytes(self.output[-size:])
 
+    def take(self) -> bytes:
+        """What was printed since the last take (at most the last KEEP_BYTES), and forget it."""
+        with self._lock:
+            taken = bytes(self.output)
+            self.output.clear()
+            return taken
+
     def wait_for(self, text: bytes, timeout: float = 30.0) -> float:
         """Wait until `text` has been printed; the seconds since the process was started."""
         deadline = time.perf_counter() + timeout

@@ -12,6 +12,7 @@ belt; the screen's process only draws. Real processes in a pty, judged on the si
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import time
@@ -161,5 +162,29 @@ def test_the_screen_process_yields_to_the_controller_in_its_autogroup_too(tmp_pa
         assert Path(f"/proc/{screen}/autogroup").read_text().split()[-1] == str(SCREEN_NICE)
         assert os.getpriority(os.PRIO_PROCESS, screen) == min(19, ours + SCREEN_NICE)
         assert os.getpriority(os.PRIO_PROCESS, term.process.pid) == ours
+    finally:
+        term.close(quit_key="q")
+
+
+def drawn_area(output: bytes) -> tuple[int, int]:
+    """The bottom row and right column the screen moved its cursor to."""
+    places = [(int(row), int(col)) for row, col in re.findall(rb"\x1b\[(\d+);(\d+)H", output)]
+    return max((row for row, _ in places), default=0), max((col for _, col in places), default=0)
+
+
+def test_a_resize_of_the_terminal_reaches_the_screen(tmp_path):
+    # The tests' terminals export COLUMNS and LINES, as some shells do: the screen's process
+    # must go by its pseudo-terminal's size all the same.
+    term, _trace, _screen = walking_with_a_screen(tmp_path)  # 100 x 30
+    try:
+        time.sleep(1.0)
+        rows, cols = drawn_area(term.take())
+        assert rows > 18 or cols > 70  # what the walking screen updates, at 100 x 30
+        term.resize(70, 18)
+        time.sleep(0.5)
+        term.take()  # the repaint; then the updates: all inside the new size
+        time.sleep(1.5)
+        rows, cols = drawn_area(term.take())
+        assert 0 < rows <= 18 and 0 < cols <= 70
     finally:
         term.close(quit_key="q")

@@ -212,6 +212,9 @@ def run_split(controller: Controller, settings: AppSettings, *,
     screen = ScreenProcess(subprocess.Popen(
         [sys.executable, "-m", "tui.ui_process", str(theirs.fileno())],
         stdin=slave, stdout=slave, stderr=slave, pass_fds=(theirs.fileno(),),
+        # Its size is its pseudo-terminal's, which follows the terminal's: exported COLUMNS and
+        # LINES would pin it (textual reads them first), and a resize would never show.
+        env={k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")},
         start_new_session=True))
     os.close(slave)
     theirs.close()
