@@ -11,6 +11,7 @@ belt; the screen's process only draws. Real processes in a pty, judged on the si
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -162,8 +163,50 @@ def test_the_screen_process_yields_to_the_controller_in_its_autogroup_too(tmp_pa
         assert Path(f"/proc/{screen}/autogroup").read_text().split()[-1] == str(SCREEN_NICE)
         assert os.getpriority(os.PRIO_PROCESS, screen) == min(19, ours + SCREEN_NICE)
         assert os.getpriority(os.PRIO_PROCESS, term.process.pid) == ours
+        # and the controller's data waking it never preempts the controller
+        assert os.sched_getscheduler(screen) == os.SCHED_BATCH
+        assert os.sched_getscheduler(term.process.pid) == os.SCHED_OTHER
     finally:
         term.close(quit_key="q")
+
+
+def test_a_space_reaches_the_screen_only_after_the_stop_had_its_turn():
+    # Writing to the screen's pty wakes a kernel worker that takes the CPU at once: the Stop
+    # (a task the runner creates, so it runs on the loop's next turn) must be written first.
+    loop = asyncio.new_event_loop()
+    screen_had: list[bytes] = []
+    keys_in, keys_out = os.pipe()
+    screen_in, screen_out = os.pipe()
+    os.set_blocking(screen_in, False)
+
+    def readable() -> bytes:
+        try:
+            return os.read(screen_in, 100)
+        except BlockingIOError:
+            return b""
+
+    def on_stop() -> None:
+        loop.call_soon(lambda: screen_had.append(readable()))  # the Stop's write, one turn on
+
+    from tui.split import TerminalRelay
+
+    relay = TerminalRelay(keys_in, sys.stdout.fileno(), screen_out, on_stop=on_stop,
+                          on_hangup=lambda: None)
+    relay._loop = loop  # what start() sets; without its reader and output thread
+    try:
+        os.write(keys_out, b"a b")
+        relay._on_input()
+        assert readable() == b""
+        loop.run_until_complete(asyncio.sleep(0))
+        assert screen_had == [b""]  # when the Stop was written, the screen had nothing yet
+        assert readable() == b"a b"  # then every byte, in order
+        os.write(keys_out, b"c")  # no space: passed on at once
+        relay._on_input()
+        assert readable() == b"c"
+    finally:
+        loop.close()
+        for fd in (keys_in, keys_out, screen_in, screen_out):
+            os.close(fd)
 
 
 def drawn_area(output: bytes) -> tuple[int, int]:

@@ -41,6 +41,7 @@ from textual._xterm_parser import XTermParser
 from safety import SafetyConfig
 from safety.wording import ACTIONABLE
 from treadmill import stop_signals
+from treadmill.background import give_way_on_wakeup
 from treadmill.config import Config
 from treadmill.errors import TreadmillError
 from treadmill.programs import Program
@@ -146,7 +147,16 @@ class TerminalRelay:
                 self._on_hangup()
             return
         if self._has_stop_key(data):
-            self._on_stop()  # the Stop's write is scheduled before anything below runs
+            self._on_stop()  # the Stop's write is scheduled: it runs first, then the forward
+            if self._loop is not None:
+                # Passed on a loop turn later, once the Stop is written: a write to a pty wakes
+                # a kernel worker that takes this CPU at once, and the screen it wakes could
+                # then keep it until the next tick (4 ms at HZ=250), the Stop still unwritten.
+                self._loop.call_soon(self._pass_on, data)
+                return
+        self._pass_on(data)
+
+    def _pass_on(self, data: bytes) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self.master_fd, data)
 
@@ -159,6 +169,7 @@ class TerminalRelay:
             return b" " in data
 
     def _copy_output(self) -> None:
+        give_way_on_wakeup()  # the screen's output: never ahead of a Stop
         while not self._closing.is_set():
             try:
                 ready, _, _ = select.select([self.master_fd], [], [], 0.2)

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from treadmill.background import give_way_on_wakeup
 from treadmill.bus import EventBus
 from treadmill.config import data_dir
 from treadmill.history.model import Sample, StoredEvent
@@ -210,6 +211,7 @@ class Recorder:
     # ---- the writer thread -----------------------------------------------------------------
 
     def _run(self) -> None:
+        give_way_on_wakeup()  # a disk writer: never ahead of the Stop that woke it
         store: HistoryStore | None = None
         try:
             store = HistoryStore(self._path)

@@ -26,6 +26,7 @@ from typing import Any, Final
 
 import aiomqtt
 
+from treadmill.background import give_way_on_wakeup
 from treadmill.mqtt.commands import RemoteCommand, RemoteRefusal, parse_command
 from treadmill.mqtt.dashboard import Coalescer, Dashboard
 from treadmill.mqtt.discovery import discovery_payload
@@ -225,6 +226,7 @@ class MqttBridge:
             log.exception("mqtt: status handler failed")
 
     def _run(self) -> None:
+        give_way_on_wakeup()  # a publisher: never ahead of the Stop that woke it
         asyncio.run(self._main())
 
     async def _main(self) -> None:
