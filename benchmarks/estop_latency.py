@@ -2,13 +2,14 @@
 to the Stop bytes (08 01) handed to the (simulated) Bluetooth backend.
 
 A real `treadmill session PROGRAM --simulate --sim-notify-hz 10` process runs in a pseudo-
-terminal (120x40), threaded controller. For every press the belt is moving: a fresh session is
-started from the TUI's own keys (Enter back to the programs, Enter to start again), the script
-waits until the simulator's trace shows the belt running, notes `time.monotonic()` and writes a
-space to the pty. The simulator, in the TUI process, writes `{"mono": time.monotonic(), "write":
-"0801", ...}` to its trace (`--sim-trace`) when the Stop bytes arrive at its backend; the
-latency is the difference (CLOCK_MONOTONIC on both sides, one machine). Meanwhile the session
-screen redraws at full rate: 10 Hz telemetry, four redraws a second of session time.
+terminal (120x40), the controller in its own process (the default). For every press the belt
+is moving: a fresh session is started from the TUI's own keys (Enter back to the programs,
+Enter to start again), the script waits until the simulator's trace shows the belt running,
+notes `time.monotonic()` and writes a space to the pty. The simulator, in the TUI process,
+writes `{"mono": time.monotonic(), "write": "0801", ...}` to its trace (`--sim-trace`) when the
+Stop bytes arrive at its backend; the latency is the difference (CLOCK_MONOTONIC on both sides,
+one machine). Meanwhile the session screen redraws at full rate: 10 Hz telemetry, four redraws
+a second of session time.
 
 `--speedup` (default 10) runs the controller's clock that many times faster, so the belt
 starts, stops and is seen still for 3 s in a fraction of a second: about a second per press on
@@ -47,6 +48,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import statistics
 import subprocess
@@ -199,13 +201,21 @@ def pty_run(label: str, presses: int, speedup: float, controller: str,
             term.type(b"\r")
             time.sleep(0.15)
             term.type(b"\r")
-    except TimeoutError as exc:  # keep what was measured; say where it stopped
+    except TimeoutError as exc:  # keep what was measured; say where it stopped, and what showed
         result.label += " (partial)"
-        print(f"{label}: {exc} after {len(result.latencies_ms)} presses", flush=True)
+        print(f"{label}: {exc} after {len(result.latencies_ms)} presses; the screen's last "
+              f"words: {shown_text(term.tail(6000))!r}", flush=True)
     finally:
         term.close(quit_key="q")
     print(result.row(), flush=True)
     return result
+
+
+def shown_text(output: bytes) -> str:
+    """The words in a stretch of terminal output, escape sequences and box drawing left out."""
+    text = re.sub(r"\x1b\[[0-9;?<>]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]", " ",
+                  output.decode("utf-8", "replace"))
+    return " ".join(re.findall(r"[\w.,:;!?%/()'-]+", text))[-600:]
 
 
 @contextlib.contextmanager
