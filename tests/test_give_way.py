@@ -24,6 +24,14 @@ def policy(thread: threading.Thread) -> int:
     return os.sched_getscheduler(thread.native_id)
 
 
+def settled_policy(thread: threading.Thread, timeout: float = 5.0) -> int:
+    """The thread's policy once it had time to set its own (it does so as it starts)."""
+    deadline = time.monotonic() + timeout
+    while policy(thread) != os.SCHED_BATCH and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return policy(thread)
+
+
 def test_giving_way_is_for_the_calling_thread_only():
     done = threading.Event()
     took: list[bool] = []
@@ -44,10 +52,7 @@ def test_the_recorder_gives_way(tmp_path):
     recorder = Recorder(path=tmp_path / "h.sqlite3", program="p", title="P", device="Sim",
                         simulated=True)
     try:
-        deadline = time.monotonic() + 5
-        while policy(recorder._thread) != os.SCHED_BATCH and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert policy(recorder._thread) == os.SCHED_BATCH
+        assert settled_policy(recorder._thread) == os.SCHED_BATCH
     finally:
         recorder.close()
 
@@ -76,10 +81,7 @@ def test_the_screen_output_copier_gives_way():
     relay.start(loop)
     try:
         assert relay._output is not None
-        deadline = time.monotonic() + 5
-        while policy(relay._output) != os.SCHED_BATCH and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert policy(relay._output) == os.SCHED_BATCH
+        assert settled_policy(relay._output) == os.SCHED_BATCH
     finally:
         relay.close()
         loop.close()
